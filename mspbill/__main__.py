@@ -1,0 +1,3 @@
+from mspbill.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""The company profile: who the MSP is, as printed on every invoice."""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy.orm import Session
+
+from mspbill import audit
+from mspbill.clients import check_email, check_name, parse_terms
+from mspbill.db.models import NAME_MAX, CompanyProfile
+from mspbill.money import is_valid_currency
+from mspbill.validation import Issue, ValidationError
+
+LOGO_MAX_BYTES = 5_000_000
+LOGO_MAX_PIXELS = 600
+DEFAULT_PATTERN = "INV-{n:06d}"
+
+
+@dataclass
+class CompanyDraft:
+    name: str = ""
+    address_line1: str = ""
+    address_line2: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country: str = ""
+    email: str = ""
+    phone: str = ""
+    tax_id: str = ""
+    currency: str = "USD"
+    invoice_number_pattern: str = DEFAULT_PATTERN
+    default_payment_terms_days: str = "30"
+
+
+@dataclass(frozen=True)
+class CompanySnapshot:
+    draft: CompanyDraft
+    logo_png: bytes | None
+    is_demo: bool
+
+
+def format_invoice_number(pattern: str, n: int) -> str:
+    return pattern.format(n=n)
+
+
+def check_pattern(pattern: str, issues: list[Issue]) -> str:
+    pattern = (pattern or "").strip()
+    if not pattern:
+        issues.append(Issue("invoice_number_pattern", f"Enter a number pattern, for example {DEFAULT_PATTERN}."))
+        return pattern
+    if not re.search(r"\{n(:[^{}]*)?\}", pattern):
+        issues.append(Issue("invoice_number_pattern",
+                            "The pattern must contain {n} where the number goes, for example INV-{n:06d}."))
+        return pattern
+    try:
+        first, later = format_invoice_number(pattern, 1), format_invoice_number(pattern, 123456)
+    except (ValueError, KeyError, IndexError) as exc:
+        issues.append(Issue("invoice_number_pattern", f"The pattern cannot be used: {exc}."))
+        return pattern
+    if first == later:
+        issues.append(Issue("invoice_number_pattern", "The pattern must change with the number."))
+    elif len(later) > 30:
+        issues.append(Issue("invoice_number_pattern", "Invoice numbers from this pattern are too long (30 at most)."))
+    return pattern
+
+
+def normalise_logo(data: bytes) -> bytes:
+    """Any common image (PNG, JPEG, GIF, BMP, WebP) → a PNG at most 600 px wide or tall."""
+    if not data:
+        raise ValidationError([Issue("logo", "The logo file is empty.")])
+    if len(data) > LOGO_MAX_BYTES:
+        raise ValidationError([Issue("logo", "The logo file is larger than 5 MB; choose a smaller image.")])
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            img.thumbnail((LOGO_MAX_PIXELS, LOGO_MAX_PIXELS))
+            if img.mode not in ("RGB", "RGBA", "L", "LA"):
+                img = img.convert("RGBA")
+            out = io.BytesIO()
+            img.save(out, format="PNG", optimize=True)
+            return out.getvalue()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ValidationError([Issue("logo", "That file is not an image mspbill can read "
+                                             f"(PNG, JPEG, GIF, BMP or WebP): {exc}")]) from exc
+
+
+def validate_company(draft: CompanyDraft) -> tuple[dict[str, Any], list[Issue]]:
+    issues: list[Issue] = []
+    v: dict[str, Any] = {"name": check_name(draft.name, "name", "company name", issues)}
+    for name, label, limit in (
+        ("address_line1", "address", NAME_MAX), ("address_line2", "second address line", NAME_MAX),
+        ("city", "city", 100), ("region", "state or region", 100),
+        ("postal_code", "postal code", 20), ("country", "country", 100),
+        ("phone", "phone number", 50), ("tax_id", "tax ID", 50),
+    ):
+        v[name] = check_name(getattr(draft, name), name, label, issues, required=False, limit=limit)
+    email = (draft.email or "").strip()
+    v["email"] = (check_email(email, "email", issues) or email) if email else ""
+    currency = (draft.currency or "").strip().upper()
+    if not is_valid_currency(currency):
+        issues.append(Issue("currency", "Currency is a three-letter ISO code such as USD or EUR."))
+    v["currency"] = currency
+    v["invoice_number_pattern"] = check_pattern(draft.invoice_number_pattern, issues)
+    v["default_payment_terms_days"] = parse_terms(draft.default_payment_terms_days,
+                                                  "default_payment_terms_days", issues)
+    return v, issues
+
+
+def get_company(session: Session) -> CompanyProfile | None:
+    return session.get(CompanyProfile, 1)
+
+
+def company_snapshot(session: Session) -> CompanySnapshot | None:
+    c = get_company(session)
+    if c is None:
+        return None
+    draft = CompanyDraft(**{f: getattr(c, f) for f in CompanyDraft.__dataclass_fields__
+                            if f != "default_payment_terms_days"},
+                         default_payment_terms_days=str(c.default_payment_terms_days))
+    return CompanySnapshot(draft, c.logo_png, c.is_demo)
+
+
+_UNSET = object()
+
+
+def save_company(session: Session, draft: CompanyDraft, *, logo_png: bytes | None | object = _UNSET,
+                 is_demo: bool | None = None) -> CompanyProfile:
+    """Create or update the profile.  `logo_png=None` removes the logo; omitted keeps it."""
+    values, issues = validate_company(draft)
+    if issues:
+        raise ValidationError(issues)
+    company = get_company(session)
+    created = company is None
+    if company is None:
+        company = CompanyProfile(id=1)
+        session.add(company)
+    before = {k: getattr(company, k, None) for k in values}
+    for k, val in values.items():
+        setattr(company, k, val)
+    if logo_png is not _UNSET:
+        company.logo_png = normalise_logo(logo_png) if isinstance(logo_png, bytes) else None
+    if is_demo is not None:
+        company.is_demo = is_demo
+    session.flush()
+    changes = audit.diff(before, values)
+    if logo_png is not _UNSET:
+        changes["logo"] = ["", "changed" if logo_png else "removed"]
+    audit.record(session, "company.created" if created else "company.updated", "company", 1,
+                 f"{'Set up' if created else 'Updated'} company profile {company.name}",
+                 {"changes": changes})
+    return company

@@ -1,0 +1,173 @@
+"""A realistic demo office: an MSP with its clients and recurring agreements.
+
+Deterministic for a given seed, so screenshots, tests and benchmarks see the
+same office.  Everything goes through the same services as the app's forms.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mspbill.agreements import AgreementDraft, LineDraft, create_agreement
+from mspbill.clients import ClientDraft, ContactDraft, create_client
+from mspbill.company import CompanyDraft, get_company, save_company
+from mspbill.db.models import Client
+
+DEFAULT_CLIENTS = 60
+
+COMPANY = CompanyDraft(
+    name="Northwind Managed IT, LLC", address_line1="1200 NW Naito Parkway", address_line2="Suite 410",
+    city="Portland", region="OR", postal_code="97209", country="United States",
+    email="billing@northwind-it.example", phone="(503) 555-0142", tax_id="93-1234567",
+    currency="USD", invoice_number_pattern="INV-{n:06d}", default_payment_terms_days="30",
+)
+
+# Real-looking client names; a few on purpose with accents, other scripts and apostrophes.
+CLIENT_NAMES = [
+    "Cascade Family Dental", "Harbor & Pine Law Group", "Summit Ridge Veterinary Clinic",
+    "Bluewater Property Management", "Evergreen Accounting Partners", "O'Brien & Sons Construction",
+    "Zürich Dental GmbH", "Riverside Montessori School", "Ironwood Architects", "Maple Street Bakery",
+    "Pioneer Title & Escrow", "Columbia Physical Therapy", "Alder Creek Winery", "Brightpath Counseling",
+    "Keystone Insurance Agency", "Lakeside Orthodontics", "Northstar Logistics", "Oakmont Senior Living",
+    "Pacific Crest Realty", "Quarry Hill Engineering", "Redwood Financial Advisors", "Silverline Manufacturing",
+    "Timberline Outdoor Supply", "Union Street Chiropractic", "Valley View Medical Group",
+    "Westside Community Credit Union", "Willamette Dermatology", "Café Olé Roasters", "Müller & Söhne Präzisionstechnik",
+    "株式会社さくらデザイン", "Greenleaf Landscaping", "Highland Plumbing & Heating", "Juniper Yoga Studio",
+    "Kestrel Aviation Services", "Lighthouse Church", "Meridian Staffing", "Nordic Home Furnishings",
+    "Orchard Pediatrics", "Paloma Restaurant Group", "Rainier Auto Body", "Sequoia Wealth Management",
+    "Trillium Hospice", "Umpqua Valley Farms", "Vista Optometry", "Wildflower Florist",
+    "Aspen Hearing Center", "Birchwood Apartments", "Coastal Marine Supply", "Douglas Fir Millwork",
+    "Elm & Ivy Interiors", "Foothills Animal Hospital", "Glacier Peak Brewing", "Hawthorne Pharmacy",
+    "Ivy League Tutoring", "Jade Garden Restaurant", "Klamath Tribal Health", "Lumen Photography",
+    "Mt. Hood Ski Rentals", "Nautilus Diving Center", "Osprey Environmental Consulting",
+]
+_PREFIXES = ["Alpine", "Beacon", "Cedar", "Delta", "Eastside", "Falcon", "Granite", "Horizon", "Inland",
+             "Jetty", "Kingfisher", "Laurel", "Mesa", "Northgate", "Olympic", "Prairie", "Quartz", "Ridgeway",
+             "Sterling", "Tidewater", "Upland", "Vantage", "Whitney", "Yarrow", "Zenith"]
+_TRADES = ["Dental", "Law Offices", "Accounting", "Veterinary", "Realty", "Engineering", "Medical Clinic",
+           "Insurance", "Construction", "Architects", "Physical Therapy", "Logistics", "Credit Union",
+           "Optometry", "Pharmacy", "Consulting", "Property Management", "Academy", "Foods", "Printing"]
+_FIRST = ["Maria", "James", "Aiko", "David", "Priya", "Michael", "Sofia", "Daniel", "Fatima", "Robert",
+          "Linh", "Jennifer", "Carlos", "Emily", "Kwame", "Sarah", "Ahmed", "Laura", "Sean", "Ingrid"]
+_LAST = ["Nguyen", "Smith", "García", "Johnson", "Tanaka", "O'Connor", "Patel", "Müller", "Williams",
+         "Kowalski", "Brown", "Haddad", "Davis", "Larsen", "Okafor", "Martin", "Chen", "Rossi"]
+_CITIES = [("Portland", "OR", "972"), ("Beaverton", "OR", "970"), ("Vancouver", "WA", "986"),
+           ("Salem", "OR", "973"), ("Hillsboro", "OR", "971"), ("Lake Oswego", "OR", "970"),
+           ("Gresham", "OR", "970"), ("Tigard", "OR", "972")]
+_STREETS = ["SW Broadway", "NE Sandy Blvd", "SE Hawthorne Blvd", "N Williams Ave", "NW 23rd Ave",
+            "SW Macadam Ave", "Main St", "Commercial St SE", "Cornell Rd", "Kruse Way"]
+
+
+@dataclass(frozen=True)
+class DemoSummary:
+    clients: int
+    agreements: int
+
+
+class DemoRefusedError(RuntimeError):
+    pass
+
+
+def _client_name(i: int) -> str:
+    if i < len(CLIENT_NAMES):
+        return CLIENT_NAMES[i]
+    n = i - len(CLIENT_NAMES)
+    prefix = _PREFIXES[n % len(_PREFIXES)]
+    trade = _TRADES[(n // len(_PREFIXES)) % len(_TRADES)]
+    series = n // (len(_PREFIXES) * len(_TRADES))
+    return f"{prefix} {trade}" + (f" {series + 1}" if series else "")
+
+
+def _slug(name: str, i: int) -> str:
+    ascii_part = "".join(ch for ch in name.lower() if ch.isascii() and ch.isalnum())[:30]
+    return ascii_part or f"client{i}"
+
+
+def _lines(rng: random.Random, seats: int) -> list[LineDraft]:
+    lines = [LineDraft("Managed workstations (per seat)", str(seats), rng.choice(["45.00", "55.00", "65.00"]))]
+    servers = rng.choice([0, 1, 1, 2, 3, 4])
+    if servers:
+        lines.append(LineDraft("Managed servers", str(servers), rng.choice(["150.00", "195.00", "250.00"])))
+    lines.append(LineDraft("Microsoft 365 Business Premium licences", str(seats + rng.randint(0, 3)), "22.00",
+                           taxable=False))
+    tb = rng.choice(["0.5", "1", "1.5", "2", "3.25", "4", "8"])
+    lines.append(LineDraft("Cloud backup (per TB)", tb, "95.00"))
+    if rng.random() < 0.7:
+        lines.append(LineDraft("Firewall monitoring", str(rng.choice([1, 1, 2])), "75.00"))
+    if rng.random() < 0.4:
+        lines.append(LineDraft("Security awareness training (per user)", str(seats), "3.50"))
+    return lines
+
+
+def _second_agreement(rng: random.Random, seats: int) -> tuple[str, str, list[LineDraft]]:
+    choice = rng.random()
+    if choice < 0.4:
+        return "Quarterly vCIO review", "quarterly", [LineDraft("Virtual CIO strategy session", "1", "750.00")]
+    if choice < 0.75:
+        return "Domains, DNS & SSL", "annual", [
+            LineDraft("Domain registration and DNS hosting", str(rng.randint(1, 4)), "35.00"),
+            LineDraft("Wildcard SSL certificate", "1", "189.00")]
+    return "After-hours support block", "monthly", [
+        LineDraft("After-hours support (hours)", rng.choice(["2", "4", "7.5"]), "165.00")]
+
+
+def create_demo_office(session: Session, clients: int = DEFAULT_CLIENTS, seed: int = 2026,
+                       today: dt.date | None = None) -> DemoSummary:
+    """Fill an empty database with a demo MSP.  Refuses if any client exists."""
+    if clients < 1 or clients > 100_000:
+        raise DemoRefusedError("The demo office has between 1 and 100,000 clients.")
+    existing = session.scalar(select(func.count(Client.id))) or 0
+    if existing:
+        raise DemoRefusedError(
+            f"This database already has {existing} clients; the demo office goes into an empty one. "
+            "Use --data-dir to make a separate demo folder.")
+    rng = random.Random(seed)
+    today = today or dt.date.today()
+    if get_company(session) is None:
+        save_company(session, COMPANY, is_demo=True)
+    agreements = 0
+    for i in range(clients):
+        name = _client_name(i)
+        city, region, zip3 = rng.choice(_CITIES)
+        slug = _slug(name, i)
+        first, last = rng.choice(_FIRST), rng.choice(_LAST)
+        emails = f"ap@{slug}.example"
+        if rng.random() < 0.3:
+            emails += f", {first.lower()}@{slug}.example"
+        draft = ClientDraft(
+            legal_name=name, billing_emails=emails, phone=f"(503) 555-{rng.randint(1000, 9999)}",
+            address_line1=f"{rng.randint(100, 9999)} {rng.choice(_STREETS)}", city=city, region=region,
+            postal_code=f"{zip3}{rng.randint(10, 99)}", country="United States", currency="USD",
+            tax_rate=rng.choice(["0", "0", "0", "0", "8.25", "9.5"]),
+            payment_terms_days=rng.choice(["15", "30", "30", "45"]), autopay=rng.random() < 0.6,
+            contacts=[ContactDraft(f"{first} {last}", rng.choice(["Office manager", "Owner", "Controller"]),
+                                   f"{first.lower()}.{_slug(last, 0)}@{slug}.example",
+                                   f"(503) 555-{rng.randint(1000, 9999)}")],
+        )
+        client = create_client(session, draft)
+        seats = rng.choice([4, 6, 8, 12, 15, 20, 25, 35, 50, 80])
+        start = today.replace(day=1) - dt.timedelta(days=rng.randint(60, 1100))
+        start = start.replace(day=1)
+        create_agreement(session, AgreementDraft(
+            client_id=client.id, name="Managed IT services", start_date=start, frequency="monthly",
+            lines=_lines(rng, seats)))
+        agreements += 1
+        for chance in (0.9, 0.1):  # about two agreements per client, as in a real office
+            if rng.random() >= chance:
+                continue
+            title, freq, lines = _second_agreement(rng, seats)
+            end = None
+            if rng.random() < 0.08:
+                end = today.replace(day=1) + dt.timedelta(days=rng.randint(20, 200))
+            create_agreement(session, AgreementDraft(
+                client_id=client.id, name=title, start_date=start, end_date=end, frequency=freq, lines=lines))
+            agreements += 1
+        if i % 500 == 499:
+            session.flush()
+            session.expunge_all()
+    return DemoSummary(clients=clients, agreements=agreements)
