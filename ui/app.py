@@ -1,0 +1,109 @@
+"""The desktop application: QApplication, start-up checks, the main window."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
+
+from mspbill import __version__
+from mspbill.company import get_company
+from mspbill.context import AppContext, open_context, prepare_paths
+from mspbill.db.schema import DatabaseOpenError
+from ui import errors
+from ui.first_run import FirstRunDialog
+from ui.main_window import MainWindow
+from ui.ops import Ops
+
+log = logging.getLogger("mspbill.ui")
+
+
+def app_icon() -> QIcon:
+    from importlib.resources import files
+
+    return QIcon(str(files("mspbill_resources") / "mspbill.svg"))
+
+
+def make_application(argv: Sequence[str]) -> QApplication:
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication(list(argv))
+    app.setApplicationName("mspbill")
+    app.setOrganizationName("mspbill")
+    app.setApplicationVersion(__version__)
+    app.setWindowIcon(app_icon())
+    return app
+
+
+class FirstPaintProbe(QObject):
+    """Prints seconds since MSPBILL_T0 (the launcher's clock) at the first paint."""
+
+    def __init__(self, window: QWidget, app: QApplication):
+        super().__init__(window)
+        self._app = app
+        self._done = False
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Paint and not self._done:
+            self._done = True
+            t0 = float(os.environ.get("MSPBILL_T0", "0") or 0)
+            print(f"first-paint-seconds {time.time() - t0:.3f}", file=sys.stderr, flush=True)
+            QTimer.singleShot(0, self._app.quit)
+        return False
+
+
+def needs_first_run(ctx: AppContext) -> bool:
+    with ctx.db.session() as session:
+        return get_company(session) is None
+
+
+def start(ctx: AppContext) -> MainWindow | None:
+    """First-run wizard if needed, then the main window (None if the user quit)."""
+    ops = Ops(ctx.db)
+    if needs_first_run(ctx):
+        wizard = FirstRunDialog(ops)
+        if wizard.exec() != QDialog.DialogCode.Accepted:
+            return None
+    window = MainWindow(ctx, ops)
+    window.show()
+    return window
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="mspbill")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--db")
+    args, qt_args = parser.parse_known_args(argv[1:])
+    app = make_application([argv[0], *qt_args])
+    paths = prepare_paths(args.data_dir)
+    errors.install(str(paths.log_file))
+    log.info("mspbill %s starting (Qt platform %s)", __version__, app.platformName())
+    try:
+        ctx = open_context(args.data_dir, args.db)
+    except DatabaseOpenError as exc:
+        QMessageBox.critical(None, "mspbill cannot open its database", str(exc))
+        return 2
+    window = start(ctx)
+    if window is None:
+        ctx.close()
+        return 0
+    # Benchmarks and smoke tests: report the first painted frame, then quit.
+    if os.environ.get("MSPBILL_EXIT_AFTER_START"):
+        probe = FirstPaintProbe(window, app)
+        window.installEventFilter(probe)
+        QTimer.singleShot(10_000, app.quit)
+    code = app.exec()
+    ctx.close()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

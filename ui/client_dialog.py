@@ -1,0 +1,268 @@
+"""The client editor: every problem shown at its field, nothing saved half-way."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session
+
+from mspbill.clients import (
+    ClientDetail,
+    ClientDraft,
+    ContactDraft,
+    client_detail,
+    create_client,
+    update_client,
+    validate_client,
+)
+from mspbill.money import COMMON_CURRENCIES
+from mspbill.validation import ValidationError
+from ui.ops import Ops
+from ui.widgets import ERROR_STYLE, FieldForm
+
+CONTACT_COLUMNS = ("Name", "Role", "E-mail", "Phone")
+
+
+class ClientDialog(QDialog):
+    """New client (client_id None) or edit an existing one."""
+
+    saved = Signal(int)
+
+    def __init__(self, ops: Ops, parent: QWidget | None = None, *, client_id: int | None = None,
+                 default_currency: str = "USD", default_terms: int = 30):
+        super().__init__(parent)
+        self.ops = ops
+        self.client_id = client_id
+        self.setWindowTitle("New client" if client_id is None else "Edit client")
+        self.setMinimumWidth(560)
+        self._build(default_currency, default_terms)
+        if client_id is not None:
+            self._set_enabled(False)
+            ops.read(self, lambda s: client_detail(s, client_id), self._load)
+
+    # --- building ---
+    def _build(self, currency: str, terms: int) -> None:
+        tabs = QTabWidget()
+        general = QWidget()
+        self.form = FieldForm(QFormLayout(general))
+        f = self.form
+        self.name = f.add("legal_name", "Legal name", QLineEdit())
+        self.name.setPlaceholderText("e.g. Cascade Family Dental, PC")
+        self.emails = f.add("billing_emails", "Billing e-mails", QLineEdit())
+        self.emails.setPlaceholderText("ap@client.com, owner@client.com")
+        self.emails.setToolTip("Invoices go to the first address; the others receive copies.")
+        self.phone = f.add("phone", "Phone", QLineEdit())
+        self.address1 = f.add("address_line1", "Address", QLineEdit())
+        self.address2 = f.add("address_line2", "", QLineEdit())
+        self.city = f.add("city", "City", QLineEdit())
+        self.region, self.postal = QLineEdit(), QLineEdit()
+        self.region.setPlaceholderText("State / region")
+        self.postal.setPlaceholderText("Postal code")
+        self.form.add("region", "State / region", self.region)
+        self.form.add("postal_code", "Postal code", self.postal)
+        self.country = f.add("country", "Country", QLineEdit())
+        tabs.addTab(general, "General")
+
+        billing = QWidget()
+        self.billing_form = FieldForm(QFormLayout(billing))
+        b = self.billing_form
+        self.currency = QComboBox()
+        self.currency.setEditable(True)
+        self.currency.addItems(COMMON_CURRENCIES)
+        self.currency.setCurrentText(currency)
+        b.add("currency", "Currency", self.currency)
+        self.tax_rate = b.add("tax_rate", "Tax rate (%)", QLineEdit("0"))
+        self.tax_rate.setToolTip("Percent applied to taxable lines; 0 for tax-exempt clients.")
+        self.terms = b.add("payment_terms_days", "Payment terms (days)", QLineEdit(str(terms)))
+        self.autopay = QCheckBox("Charge this client's saved card or bank account automatically")
+        b.add("autopay", "Autopay", self.autopay)
+        self.notes = QPlainTextEdit()
+        self.notes.setPlaceholderText("Internal notes (not printed on invoices)")
+        b.add("notes", "Notes", self.notes)
+        tabs.addTab(billing, "Billing")
+
+        contacts = QWidget()
+        cl = QVBoxLayout(contacts)
+        self.contacts = QTableWidget(0, len(CONTACT_COLUMNS))
+        self.contacts.setHorizontalHeaderLabels(CONTACT_COLUMNS)
+        self.contacts.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.contacts.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        cl.addWidget(self.contacts)
+        buttons = QHBoxLayout()
+        add, remove = QPushButton("Add contact"), QPushButton("Remove contact")
+        for b in (add, remove):
+            b.setAutoDefault(False)  # Enter saves the dialog, not "Add"
+        add.clicked.connect(lambda: self._add_contact(ContactDraft()))
+        remove.clicked.connect(self._remove_contact)
+        buttons.addWidget(add)
+        buttons.addWidget(remove)
+        buttons.addStretch()
+        cl.addLayout(buttons)
+        self.contact_errors = QLabel()
+        self.contact_errors.setStyleSheet(ERROR_STYLE)
+        self.contact_errors.setWordWrap(True)
+        self.contact_errors.hide()
+        cl.addWidget(self.contact_errors)
+        tabs.addTab(contacts, "Contacts")
+        self.tabs = tabs
+
+        self.summary = QLabel()
+        self.summary.setStyleSheet(ERROR_STYLE)
+        self.summary.setWordWrap(True)
+        self.summary.hide()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self.save)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(tabs)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.buttons)
+        # Check a field when the person leaves it, not only at Save.
+        for editor in (self.name, self.emails, self.tax_rate, self.terms):
+            editor.editingFinished.connect(self._check_touched)
+        self._touched: set[str] = set()
+        for field, editor in (("legal_name", self.name), ("billing_emails", self.emails),
+                              ("tax_rate", self.tax_rate), ("payment_terms_days", self.terms)):
+            editor.editingFinished.connect(lambda f=field: self._touched.add(f))
+
+    def _add_contact(self, c: ContactDraft) -> None:
+        r = self.contacts.rowCount()
+        self.contacts.insertRow(r)
+        for col, value in enumerate((c.name, c.role, c.email, c.phone)):
+            self.contacts.setItem(r, col, QTableWidgetItem(value))
+
+    def _remove_contact(self) -> None:
+        rows = sorted({i.row() for i in self.contacts.selectedIndexes()}, reverse=True)
+        for r in rows:
+            self.contacts.removeRow(r)
+
+    def _set_enabled(self, enabled: bool) -> None:
+        self.tabs.setEnabled(enabled)
+        self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(enabled)
+
+    def _load(self, detail: ClientDetail) -> None:
+        d = detail.draft
+        self.name.setText(d.legal_name)
+        self.emails.setText(d.billing_emails)
+        self.phone.setText(d.phone)
+        self.address1.setText(d.address_line1)
+        self.address2.setText(d.address_line2)
+        self.city.setText(d.city)
+        self.region.setText(d.region)
+        self.postal.setText(d.postal_code)
+        self.country.setText(d.country)
+        self.currency.setCurrentText(d.currency)
+        self.tax_rate.setText(d.tax_rate)
+        self.terms.setText(d.payment_terms_days)
+        self.autopay.setChecked(d.autopay)
+        self.notes.setPlainText(d.notes)
+        for c in d.contacts:
+            self._add_contact(c)
+        if detail.status == "archived":
+            self.setWindowTitle(f"Edit client (archived) — {d.legal_name}")
+        self._set_enabled(True)
+
+    # --- reading and checking ---
+    def draft(self) -> ClientDraft:
+        def cell(r: int, c: int) -> str:
+            item = self.contacts.item(r, c)
+            return item.text() if item else ""
+
+        return ClientDraft(
+            legal_name=self.name.text(), billing_emails=self.emails.text(), phone=self.phone.text(),
+            address_line1=self.address1.text(), address_line2=self.address2.text(), city=self.city.text(),
+            region=self.region.text(), postal_code=self.postal.text(), country=self.country.text(),
+            currency=self.currency.currentText(), tax_rate=self.tax_rate.text(),
+            payment_terms_days=self.terms.text(), autopay=self.autopay.isChecked(),
+            notes=self.notes.toPlainText(),
+            contacts=[ContactDraft(cell(r, 0), cell(r, 1), cell(r, 2), cell(r, 3))
+                      for r in range(self.contacts.rowCount())],
+        )
+
+    def _check_touched(self) -> None:
+        _values, issues = validate_client(self.draft())
+        by_field = ValidationError(issues).by_field() if issues else {}
+        shown = {f: m for f, m in by_field.items() if f in self._touched}
+        self.form.show_issues(shown)
+        self.billing_form.show_issues(shown)
+
+    def show_issues(self, by_field: dict[str, list[str]]) -> None:
+        self.form.show_issues(by_field)
+        self.billing_form.show_issues(by_field)
+        known = set(self.form.rows) | set(self.billing_form.rows)
+        contact_msgs = [m for k, v in by_field.items() if k.startswith("contacts") for m in v]
+        leftover = [m for k, v in by_field.items()
+                    if k not in known and not k.startswith("contacts") for m in v]
+        self.contact_errors.setText("\n".join(contact_msgs))
+        self.contact_errors.setVisible(bool(contact_msgs))
+        count = sum(len(v) for v in by_field.values())
+        if count:
+            where = []
+            if any(k in self.form.rows for k in by_field):
+                where.append("General")
+            if any(k in self.billing_form.rows for k in by_field):
+                where.append("Billing")
+            if contact_msgs:
+                where.append("Contacts")
+            self.summary.setText(
+                f"Please correct {count} problem{'s' if count > 1 else ''} "
+                f"({', '.join(where)}) before saving." + ("\n" + "\n".join(leftover) if leftover else ""))
+            self.summary.show()
+            for i in range(self.tabs.count()):
+                if self.tabs.tabText(i) == where[0]:
+                    self.tabs.setCurrentIndex(i)
+                    break
+            first = self.form.first_invalid() or self.billing_form.first_invalid()
+            if first is not None:
+                first.setFocus(Qt.FocusReason.OtherFocusReason)
+        else:
+            self.summary.hide()
+
+    # --- saving ---
+    def save(self) -> None:
+        draft = self.draft()
+        _values, issues = validate_client(draft)
+        if issues:
+            self.show_issues(ValidationError(issues).by_field())
+            return
+        self.show_issues({})
+        self._set_enabled(False)
+        client_id = self.client_id
+
+        def work(session: Session) -> int:
+            if client_id is None:
+                return create_client(session, draft).id
+            return update_client(session, client_id, draft).id
+
+        def failed(exc: BaseException) -> bool:
+            self._set_enabled(True)
+            if isinstance(exc, ValidationError):
+                self.show_issues(exc.by_field())
+                return True
+            return False
+
+        self.ops.write(self, work, self._saved, on_failure=failed, label="Saving client")
+
+    def _saved(self, client_id: int) -> None:
+        self.client_id = client_id
+        self.saved.emit(client_id)
+        self.accept()

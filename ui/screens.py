@@ -1,0 +1,159 @@
+"""The Dashboard, the Settings screen and the pages for areas still to come."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFormLayout,
+    QFrame,
+    QGridLayout,
+    QLabel,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mspbill.clients import monthly_value_by_client
+from mspbill.company import get_company
+from mspbill.context import AppContext
+from mspbill.db.models import Agreement, AgreementStatus, Client, ClientStatus
+from mspbill.money import format_amount
+from ui.company_form import CompanyForm
+from ui.ops import Ops
+from ui.widgets import heading
+
+
+@dataclass(frozen=True)
+class DashboardFigures:
+    active_clients: int
+    autopay_clients: int
+    active_agreements: int
+    monthly_recurring_cents: int
+    currency: str
+
+
+def dashboard_figures(session: Session) -> DashboardFigures:
+    active = Client.status == ClientStatus.ACTIVE
+    clients = session.scalar(select(func.count(Client.id)).where(active)) or 0
+    autopay = session.scalar(select(func.count(Client.id)).where(active, Client.autopay.is_(True))) or 0
+    agreements = session.scalar(
+        select(func.count(Agreement.id)).join(Client)
+        .where(Agreement.status == AgreementStatus.ACTIVE, active)) or 0
+    active_ids = set(session.scalars(select(Client.id).where(active)))
+    mrr = sum(v for cid, v in monthly_value_by_client(session).items() if cid in active_ids)
+    company = get_company(session)
+    return DashboardFigures(clients, autopay, agreements, mrr, company.currency if company else "USD")
+
+
+class Card(QFrame):
+    def __init__(self, title: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("card")
+        self.setStyleSheet("#card { background: palette(base); border: 1px solid #d0d4da; border-radius: 8px; }")
+        layout = QVBoxLayout(self)
+        self.title = QLabel(title)
+        self.title.setStyleSheet("color: #5f6368; font-size: 12px;")
+        self.value = QLabel("…")
+        self.value.setStyleSheet("font-size: 26px; font-weight: 600;")
+        self.note = QLabel()
+        self.note.setStyleSheet("color: #5f6368; font-size: 11px;")
+        layout.addWidget(self.title)
+        layout.addWidget(self.value)
+        layout.addWidget(self.note)
+
+
+class DashboardScreen(QWidget):
+    def __init__(self, ops: Ops, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ops = ops
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Dashboard"))
+        grid = QGridLayout()
+        self.clients = Card("Active clients")
+        self.autopay = Card("On autopay")
+        self.agreements = Card("Active agreements")
+        self.mrr = Card("Monthly recurring revenue")
+        for i, card in enumerate((self.clients, self.autopay, self.agreements, self.mrr)):
+            grid.addWidget(card, 0, i)
+        layout.addLayout(grid)
+        coming = QLabel(
+            "Coming next on this page: receivables and A/R aging, invoices due and overdue, "
+            "failed charges to follow up, and the month-end batch's last result.")
+        coming.setWordWrap(True)
+        coming.setStyleSheet("color: #5f6368; margin-top: 16px;")
+        layout.addWidget(coming)
+        layout.addStretch()
+
+    def reload(self) -> None:
+        self.ops.read(self, dashboard_figures, self._show, label="Loading dashboard")
+
+    def _show(self, f: DashboardFigures) -> None:
+        self.clients.value.setText(f"{f.active_clients:,}")
+        share = round(100 * f.autopay_clients / f.active_clients) if f.active_clients else 0
+        self.autopay.value.setText(f"{f.autopay_clients:,}")
+        self.autopay.note.setText(f"{share}% of active clients")
+        self.agreements.value.setText(f"{f.active_agreements:,}")
+        self.mrr.value.setText(format_amount(f.monthly_recurring_cents, f.currency))
+        self.mrr.note.setText("quarterly and annual agreements spread per month")
+
+
+class ComingScreen(QWidget):
+    """An area the product will have; says plainly what it will do."""
+
+    def __init__(self, title: str, text: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading(title))
+        body = QLabel(text)
+        body.setWordWrap(True)
+        body.setTextFormat(Qt.TextFormat.RichText)
+        body.setStyleSheet("font-size: 13px;")
+        layout.addWidget(body)
+        layout.addStretch()
+
+
+COMING = {
+    "Invoices": "<p>Generate a period's invoices from every agreement (with a preview first), "
+                "issue, void and credit them, and print or e-mail PDF invoices.</p>"
+                "<p><i>Coming in the next release.</i></p>",
+    "Payments": "<p>Record checks, cash and wires by hand; see every card and ACH payment, refund, "
+                "and client credit.</p><p><i>Coming in the next release.</i></p>",
+    "Month-end": "<p>One button that invoices every agreement and charges every autopay client's "
+                 "saved card or bank account through Stripe — with a preview of who is invoiced, who is "
+                 "charged and who is left out, and a clear account of every failure.</p>"
+                 "<p><i>Coming after invoicing and payments.</i></p>",
+    "Reports": "<p>A/R aging, KPIs and exports for your accountant (QuickBooks, Xero, CSV).</p>"
+               "<p><i>Coming after month-end.</i></p>",
+}
+
+
+class SettingsScreen(QWidget):
+    def __init__(self, ops: Ops, ctx: AppContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.addWidget(heading("Settings"))
+        tabs = QTabWidget()
+        self.company = CompanyForm(ops)
+        tabs.addTab(self.company, "Company")
+        tabs.addTab(ComingScreen("Payments", "<p>The Stripe secret key (kept in your operating system's "
+                                 "keyring, never in a file) and autopay defaults.</p>"
+                                 "<p><i>Coming with Stripe payments.</i></p>"), "Payments")
+        tabs.addTab(ComingScreen("E-mail", "<p>The SMTP account invoices are sent from; its password is "
+                                 "kept in the keyring.</p><p><i>Coming with e-mailed invoices.</i></p>"),
+                    "E-mail")
+        data = QWidget()
+        form = QFormLayout(data)
+        for label, value in (("Database", ctx.db.describe()), ("Backups", str(ctx.paths.backup_dir)),
+                             ("Settings file", str(ctx.paths.settings_file)), ("Log", str(ctx.paths.log_file))):
+            v = QLabel(value)
+            v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            form.addRow(label, v)
+        tabs.addTab(data, "Data")
+        layout.addWidget(tabs)
+
+    def reload(self) -> None:
+        self.company.load()
