@@ -104,10 +104,13 @@ def _stop(pid: int | None) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    for _ in range(50):
+    for _ in range(100):
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+            # Daemons are reparented to init; a zombie waiting to be reaped is gone for us.
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return
+        except (ProcessLookupError, FileNotFoundError):
             return
         time.sleep(0.02)
 

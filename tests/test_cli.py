@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,12 @@ def _json(result) -> object:  # type: ignore[no-untyped-def]
     """The whole of stdout must be one JSON document (--json promises nothing else there)."""
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
+
+
+def _parallel(cli, *commands: tuple[str, ...]) -> list:  # type: ignore[no-untyped-def]
+    """Run independent read-only commands side by side (each is its own process)."""
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        return list(pool.map(lambda args: cli(*args), commands))
 
 
 def _client_count(path: Path) -> int:
@@ -45,11 +52,13 @@ def test_version(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_demo_creates_a_realistic_office(cli, demo_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    clients = _json(cli("--data-dir", str(demo_dir), "clients", "list", "--json"))
+    clients_run, agreements_run = _parallel(cli, ("--data-dir", str(demo_dir), "clients", "list", "--json"),
+                                            ("--data-dir", str(demo_dir), "agreements", "list", "--json"))
+    clients = _json(clients_run)
     assert isinstance(clients, list) and len(clients) == 60
     assert {"id", "legal_name", "primary_email", "monthly_value_cents", "monthly_value", "status"} <= set(clients[0])
     assert all(c["status"] == "active" for c in clients)
-    agreements = _json(cli("--data-dir", str(demo_dir), "agreements", "list", "--json"))
+    agreements = _json(agreements_run)
     assert isinstance(agreements, list) and 100 <= len(agreements) <= 140
     assert sum(c["agreement_count"] for c in clients) == len(agreements)
     assert (demo_dir / DB_FILENAME).exists()
@@ -59,8 +68,9 @@ def test_demo_json_summary_matches_the_lists(cli, tmp_path: Path) -> None:  # ty
     summary = _json(cli("--data-dir", str(tmp_path), "demo", "--clients", "5", "--json"))
     assert summary["clients"] == 5  # type: ignore[index]
     assert summary["database"] == str(tmp_path / DB_FILENAME)  # type: ignore[index]
-    clients = _json(cli("--data-dir", str(tmp_path), "clients", "list", "--json"))
-    agreements = _json(cli("--data-dir", str(tmp_path), "agreements", "list", "--json"))
+    clients_run, agreements_run = _parallel(cli, ("--data-dir", str(tmp_path), "clients", "list", "--json"),
+                                            ("--data-dir", str(tmp_path), "agreements", "list", "--json"))
+    clients, agreements = _json(clients_run), _json(agreements_run)
     assert len(clients) == 5  # type: ignore[arg-type]
     assert len(agreements) == summary["agreements"]  # type: ignore[arg-type,index]
 
@@ -79,11 +89,11 @@ def test_demo_twice_is_refused_and_adds_nothing(cli, tmp_path: Path) -> None:  #
 
 
 def test_clients_search_json(cli, demo_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    found = _json(cli("--data-dir", str(demo_dir), "clients", "list", "--json", "--search", "zürich"))
+    base = ("--data-dir", str(demo_dir), "clients", "list", "--json", "--search")
+    found, japanese, nobody = (_json(r) for r in _parallel(
+        cli, (*base, "zürich"), (*base, "さくら"), (*base, "no such client")))
     assert [c["legal_name"] for c in found] == ["Zürich Dental GmbH"]  # type: ignore[index,union-attr]
-    japanese = _json(cli("--data-dir", str(demo_dir), "clients", "list", "--json", "--search", "さくら"))
     assert [c["legal_name"] for c in japanese] == ["株式会社さくらデザイン"]  # type: ignore[index,union-attr]
-    nobody = _json(cli("--data-dir", str(demo_dir), "clients", "list", "--json", "--search", "no such client"))
     assert nobody == []
 
 
@@ -162,11 +172,12 @@ def test_a_foreign_database_exits_2(cli, tmp_path: Path) -> None:  # type: ignor
 
 
 def test_usage_errors(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    result = cli("--data-dir", str(tmp_path), "clients", "frobnicate")
-    assert result.returncode == 2
-    assert "invalid choice" in result.stderr
-    result = cli("--data-dir", str(tmp_path), "demo", "--clients", "many")
-    assert result.returncode == 2
+    bad_choice, bad_number = _parallel(cli, ("--data-dir", str(tmp_path), "clients", "frobnicate"),
+                                       ("--data-dir", str(tmp_path), "demo", "--clients", "many"))
+    assert bad_choice.returncode == 2
+    assert "invalid choice" in bad_choice.stderr
+    assert bad_number.returncode == 2
+    assert "invalid int value" in bad_number.stderr
     assert not (tmp_path / DB_FILENAME).exists()  # argparse refused before anything was opened
 
 

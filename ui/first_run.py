@@ -9,7 +9,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -26,9 +25,10 @@ class FirstRunDialog(QDialog):
         self.ops = ops
         self.setWindowTitle("Welcome to mspbill")
         self.setMinimumWidth(620)
-        self.pages = QStackedWidget()
+        self.setMaximumWidth(900)
 
         welcome = QWidget()
+        welcome.setMinimumWidth(600)
         wl = QVBoxLayout(welcome)
         wl.addWidget(heading("Welcome to mspbill", 22))
         intro = QLabel("Keep your clients, recurring agreements and invoices in one place, and let "
@@ -49,11 +49,11 @@ class FirstRunDialog(QDialog):
         self.progress.setRange(0, 0)
         self.progress.hide()
         wl.addWidget(self.progress)
-        wl.addStretch()
         self.demo_button.clicked.connect(self.create_demo)
-        self.setup_button.clicked.connect(lambda: self.pages.setCurrentIndex(1))
+        self.setup_button.clicked.connect(lambda: self.show_page(1))
 
         setup = QWidget()
+        setup.setMinimumWidth(600)
         sl = QVBoxLayout(setup)
         sl.addWidget(heading("Your company"))
         note = QLabel("This is printed on every invoice. You can change it later in Settings.")
@@ -63,13 +63,21 @@ class FirstRunDialog(QDialog):
         self.company.saved.connect(self.accept)
         sl.addWidget(self.company)
         back = QPushButton("Back")
-        back.clicked.connect(lambda: self.pages.setCurrentIndex(0))
+        back.clicked.connect(lambda: self.show_page(0))
         sl.addWidget(back, alignment=Qt.AlignmentFlag.AlignLeft)
 
-        self.pages.addWidget(welcome)
-        self.pages.addWidget(setup)
+        # Two pages shown one at a time (not a QStackedWidget, which is as tall as
+        # its tallest page: the welcome would be as tall as the company form).
+        self.pages = [welcome, setup]
         layout = QVBoxLayout(self)
-        layout.addWidget(self.pages)
+        layout.setSizeConstraint(QVBoxLayout.SizeConstraint.SetFixedSize)
+        for page in self.pages:
+            layout.addWidget(page)
+        self.show_page(0)
+
+    def show_page(self, index: int) -> None:
+        for i, page in enumerate(self.pages):
+            page.setVisible(i == index)
 
     def create_demo(self) -> None:
         self.demo_button.setEnabled(False)
