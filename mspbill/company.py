@@ -80,10 +80,9 @@ def normalise_logo(data: bytes) -> bytes:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             img.thumbnail((LOGO_MAX_PIXELS, LOGO_MAX_PIXELS))
-            if img.mode not in ("RGB", "RGBA", "L", "LA"):
-                img = img.convert("RGBA")
+            rgb: Image.Image = img if img.mode in ("RGB", "RGBA", "L", "LA") else img.convert("RGBA")
             out = io.BytesIO()
-            img.save(out, format="PNG", optimize=True)
+            rgb.save(out, format="PNG", optimize=True)
             return out.getvalue()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ValidationError([Issue("logo", "That file is not an image mspbill can read "

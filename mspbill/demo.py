@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass
+from importlib.resources import files
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -129,7 +130,8 @@ def create_demo_office(session: Session, clients: int = DEFAULT_CLIENTS, seed: i
     rng = random.Random(seed)
     today = today or dt.date.today()
     if get_company(session) is None:
-        save_company(session, COMPANY, is_demo=True)
+        logo = (files("mspbill_resources") / "demo-logo.png").read_bytes()
+        save_company(session, COMPANY, logo_png=logo, is_demo=True)
     agreements = 0
     for i in range(clients):
         name = _client_name(i)

@@ -80,8 +80,10 @@ class AgreementDialog(QDialog):
         self.client = QComboBox()
         self.client.setEditable(True)
         self.client.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.client.completer().setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-        self.client.completer().setFilterMode(Qt.MatchFlag.MatchContains)
+        completer = self.client.completer()
+        if completer is not None:  # type to find a client among hundreds
+            completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+            completer.setFilterMode(Qt.MatchFlag.MatchContains)
         self.client.currentIndexChanged.connect(self._client_changed)
         f.add("client_id", "Client", self.client)
         self.name = f.add("name", "Agreement", QLineEdit())
@@ -121,8 +123,8 @@ class AgreementDialog(QDialog):
         self.lines.itemChanged.connect(self._line_changed)
         line_buttons = QHBoxLayout()
         add, remove = QPushButton("Add line"), QPushButton("Remove line")
-        for b in (add, remove):
-            b.setAutoDefault(False)  # Enter saves the dialog, not "Add"
+        for button in (add, remove):
+            button.setAutoDefault(False)  # Enter saves the dialog, not "Add"
         add.clicked.connect(lambda: self._add_line(LineDraft(quantity="1", unit_price="")))
         remove.clicked.connect(self._remove_lines)
         line_buttons.addWidget(add)

@@ -108,8 +108,8 @@ class ClientDialog(QDialog):
         cl.addWidget(self.contacts)
         buttons = QHBoxLayout()
         add, remove = QPushButton("Add contact"), QPushButton("Remove contact")
-        for b in (add, remove):
-            b.setAutoDefault(False)  # Enter saves the dialog, not "Add"
+        for button in (add, remove):
+            button.setAutoDefault(False)  # Enter saves the dialog, not "Add"
         add.clicked.connect(lambda: self._add_contact(ContactDraft()))
         remove.clicked.connect(self._remove_contact)
         buttons.addWidget(add)

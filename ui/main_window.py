@@ -115,9 +115,9 @@ class MainWindow(QMainWindow):
         file_menu = self.menuBar().addMenu("&File")
         new_client = QAction("New &client…", self)
         new_client.setShortcut(QKeySequence("Ctrl+N"))
-        new_client.triggered.connect(lambda: (self.go("Clients"), self.clients.new_item()))
+        new_client.triggered.connect(lambda: self._new_in("Clients"))
         new_agreement = QAction("New &agreement…", self)
-        new_agreement.triggered.connect(lambda: (self.go("Agreements"), self.agreements.new_item()))
+        new_agreement.triggered.connect(lambda: self._new_in("Agreements"))
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -142,6 +142,10 @@ class MainWindow(QMainWindow):
             self, "About mspbill", f"mspbill {__version__}\nBilling for Managed Service Providers.\n\n"
                                    f"Database: {self.ctx.db.describe()}"))
         help_menu.addAction(about)
+
+    def _new_in(self, name: str) -> None:
+        self.go(name)
+        (self.clients if name == "Clients" else self.agreements).new_item()
 
     # --- navigation ---
     def go(self, name: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFormLayout,
@@ -12,6 +14,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+W = TypeVar("W", bound=QWidget)
 
 ERROR_STYLE = "color: #b3261e;"
 INVALID_STYLE = "border: 1px solid #b3261e; border-radius: 3px; padding: 2px;"
@@ -56,7 +60,7 @@ class FieldForm:
         self.layout = layout
         self.rows: dict[str, FieldRow] = {}
 
-    def add(self, field: str, label: str, editor: QWidget) -> QWidget:
+    def add(self, field: str, label: str, editor: W) -> W:
         row = FieldRow(editor)
         self.rows[field] = row
         self.layout.addRow(label, row)

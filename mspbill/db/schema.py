@@ -192,7 +192,7 @@ def peek_sqlite_revision(path: Path) -> tuple[str | None, bool]:
                 rev = row[0] if row else None
         finally:
             conn.close()
-    except sqlite3.OperationalError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         if "locked" in str(exc).lower():
             raise _locked(path) from exc
         raise DatabaseOpenError(f"mspbill cannot read the database {path}: {exc}") from exc
