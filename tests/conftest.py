@@ -46,7 +46,7 @@ def _count_rows(database: Database, model: type) -> int:
 
 
 @pytest.fixture
-def count_rows():  # type: ignore[no-untyped-def]
+def count_rows():
     """count_rows(db, Model) -> int, read in a new session."""
     return _count_rows
 
@@ -68,7 +68,7 @@ def _run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
 
 
 @pytest.fixture(scope="session")
-def cli():  # type: ignore[no-untyped-def]
+def cli():
     """cli(*args, env=None) -> CompletedProcess of `python -m mspbill ARGS`."""
     return _run_cli
 

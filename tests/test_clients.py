@@ -38,12 +38,12 @@ def _draft(**overrides: object) -> ClientDraft:
     return ClientDraft(**values)  # type: ignore[arg-type]
 
 
-def _create(db, **overrides: object) -> int:  # type: ignore[no-untyped-def]
+def _create(db, **overrides: object) -> int:
     with db.session() as session, session.begin():
         return create_client(session, _draft(**overrides)).id
 
 
-def _actions(db, entity_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _actions(db, entity_id: int) -> list[str]:
     with db.session() as session:
         return [e.action for e in audit.history(session, "client", entity_id)]
 
@@ -51,7 +51,7 @@ def _actions(db, entity_id: int) -> list[str]:  # type: ignore[no-untyped-def]
 # --- create and read back ---------------------------------------------------
 
 
-def test_create_client_round_trips_every_field(db) -> None:  # type: ignore[no-untyped-def]
+def test_create_client_round_trips_every_field(db) -> None:
     draft = _draft(
         billing_emails="ap@cascade.example; Owner@Cascade.example", tax_rate="8.875%",
         payment_terms_days="45", autopay=True, notes="Front desk closes at 4.",
@@ -88,7 +88,7 @@ def test_create_client_round_trips_every_field(db) -> None:  # type: ignore[no-u
     'Robert "Bobby" Tables; DROP TABLE clients;--',
     "x" * NAME_MAX,
 ])
-def test_unusual_but_valid_names_are_accepted_and_round_trip(db, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_unusual_but_valid_names_are_accepted_and_round_trip(db, name: str) -> None:
     cid = _create(db, legal_name=name)
     db.dispose()
     with db.session() as session:
@@ -96,7 +96,7 @@ def test_unusual_but_valid_names_are_accepted_and_round_trip(db, name: str) -> N
         assert [r.legal_name for r in list_clients(session)] == [name]
 
 
-def test_names_are_trimmed_and_stored_in_nfc(db) -> None:  # type: ignore[no-untyped-def]
+def test_names_are_trimmed_and_stored_in_nfc(db) -> None:
     decomposed = unicodedata.normalize("NFD", "  Zürich Dental GmbH  ")
     assert decomposed.strip() != "Zürich Dental GmbH"
     cid = _create(db, legal_name=decomposed)
@@ -107,7 +107,7 @@ def test_names_are_trimmed_and_stored_in_nfc(db) -> None:  # type: ignore[no-unt
 # --- bad input: every problem at once, nothing saved ----------------------------
 
 
-def test_validation_reports_every_problem_at_once_and_saves_nothing(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_validation_reports_every_problem_at_once_and_saves_nothing(db, count_rows) -> None:
     bad = _draft(legal_name="", billing_emails="not-an-email", payment_terms_days="-5", tax_rate="150",
                  currency="dollars")
     with pytest.raises(ValidationError) as excinfo:
@@ -122,7 +122,7 @@ def test_validation_reports_every_problem_at_once_and_saves_nothing(db, count_ro
     assert count_rows(db, AuditEntry) == 0
 
 
-def test_more_bad_input_all_reported(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_more_bad_input_all_reported(db, count_rows) -> None:
     bad = _draft(legal_name="x" * 500, billing_emails="ok@example.com, a@b", tax_rate="-1",
                  payment_terms_days="thirty",
                  contacts=[ContactDraft("", "CFO", "cfo@@example.com", "")])
@@ -171,7 +171,7 @@ def test_edge_values_that_are_fine() -> None:
     assert values["currency"] == "EUR"
 
 
-def test_failure_rolls_back_the_whole_transaction(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_failure_rolls_back_the_whole_transaction(db, count_rows) -> None:
     """The caller owns the transaction: a valid client created before a failing one is not kept."""
     with pytest.raises(ValidationError):
         with db.session() as session, session.begin():
@@ -181,7 +181,7 @@ def test_failure_rolls_back_the_whole_transaction(db, count_rows) -> None:  # ty
     assert count_rows(db, AuditEntry) == 0
 
 
-def test_services_do_not_commit(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_services_do_not_commit(db, count_rows) -> None:
     with db.session() as session:
         session.begin()
         create_client(session, _draft())
@@ -192,7 +192,7 @@ def test_services_do_not_commit(db, count_rows) -> None:  # type: ignore[no-unty
 # --- update ---------------------------------------------------------------
 
 
-def test_update_changes_fields_and_audits_the_difference(db) -> None:  # type: ignore[no-untyped-def]
+def test_update_changes_fields_and_audits_the_difference(db) -> None:
     cid = _create(db)
     with db.session() as session, session.begin():
         update_client(session, cid, _draft(legal_name="Cascade Dental Group", payment_terms_days="15",
@@ -210,7 +210,7 @@ def test_update_changes_fields_and_audits_the_difference(db) -> None:  # type: i
         assert entries[-1].actor
 
 
-def test_update_with_nothing_changed_writes_no_audit_entry(db) -> None:  # type: ignore[no-untyped-def]
+def test_update_with_nothing_changed_writes_no_audit_entry(db) -> None:
     cid = _create(db, tax_rate="8.25", contacts=[ContactDraft("Ann", "Owner", "ann@x.example", "")])
     with db.session() as session, session.begin():
         same = client_detail(session, cid).draft
@@ -218,7 +218,7 @@ def test_update_with_nothing_changed_writes_no_audit_entry(db) -> None:  # type:
     assert _actions(db, cid) == ["client.created"]
 
 
-def test_failed_update_leaves_the_client_unchanged(db) -> None:  # type: ignore[no-untyped-def]
+def test_failed_update_leaves_the_client_unchanged(db) -> None:
     cid = _create(db)
     with pytest.raises(ValidationError) as excinfo:
         with db.session() as session, session.begin():
@@ -230,7 +230,7 @@ def test_failed_update_leaves_the_client_unchanged(db) -> None:  # type: ignore[
     assert _actions(db, cid) == ["client.created"]
 
 
-def test_update_replaces_contacts(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_update_replaces_contacts(db, count_rows) -> None:
     cid = _create(db, contacts=[ContactDraft("Ann", "Owner", "", ""), ContactDraft("Bob", "", "", "")])
     with db.session() as session, session.begin():
         update_client(session, cid, _draft(contacts=[ContactDraft("Cleo", "Controller", "c@x.example", "")]))
@@ -239,7 +239,7 @@ def test_update_replaces_contacts(db, count_rows) -> None:  # type: ignore[no-un
     assert count_rows(db, ClientContact) == 1  # the old ones are gone, not orphaned
 
 
-def test_missing_client_is_not_found(db) -> None:  # type: ignore[no-untyped-def]
+def test_missing_client_is_not_found(db) -> None:
     with db.session() as session, session.begin():
         with pytest.raises(NotFoundError):
             update_client(session, 999, _draft())
@@ -252,7 +252,7 @@ def test_missing_client_is_not_found(db) -> None:  # type: ignore[no-untyped-def
 # --- archive and restore ----------------------------------------------------------
 
 
-def test_archive_and_restore(db) -> None:  # type: ignore[no-untyped-def]
+def test_archive_and_restore(db) -> None:
     keep = _create(db, legal_name="Keep Me")
     cid = _create(db, legal_name="Archive Me")
     with db.session() as session, session.begin():
@@ -279,7 +279,7 @@ def test_archive_and_restore(db) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def office(db):  # type: ignore[no-untyped-def]
+def office(db):
     ids = {}
     for name, emails in [("Zürich Dental GmbH", "buchhaltung@zuerich-dental.example"),
                          ("株式会社テスト", "keiri@test.example.jp"),
@@ -303,19 +303,19 @@ def office(db):  # type: ignore[no-untyped-def]
     ("%", []),   # no SQL wildcard leaks through
     ("_", []),
 ])
-def test_search_by_name_or_email(db, office, needle: str, expected: list[str]) -> None:  # type: ignore[no-untyped-def]
+def test_search_by_name_or_email(db, office, needle: str, expected: list[str]) -> None:
     with db.session() as session:
         assert [r.legal_name for r in list_clients(session, search=needle)] == expected
 
 
-def test_list_is_sorted_case_insensitively_and_has_primary_email(db, office) -> None:  # type: ignore[no-untyped-def]
+def test_list_is_sorted_case_insensitively_and_has_primary_email(db, office) -> None:
     with db.session() as session:
         rows = list_clients(session)
     assert [r.legal_name for r in rows][:3] == ["alder creek winery", "O'Brien & Sons", "Zürich Dental GmbH"]
     assert rows[1].primary_email == "AP@obrien.example"
 
 
-def test_archived_clients_are_searched_only_with_include_archived(db, office) -> None:  # type: ignore[no-untyped-def]
+def test_archived_clients_are_searched_only_with_include_archived(db, office) -> None:
     with db.session() as session, session.begin():
         archive_client(session, office["Zürich Dental GmbH"])
     with db.session() as session:
@@ -323,7 +323,7 @@ def test_archived_clients_are_searched_only_with_include_archived(db, office) ->
         assert [r.status for r in list_clients(session, search="zürich", include_archived=True)] == ["archived"]
 
 
-def test_rows_carry_agreement_count_and_monthly_value(db) -> None:  # type: ignore[no-untyped-def]
+def test_rows_carry_agreement_count_and_monthly_value(db) -> None:
     cid = _create(db)
     other = _create(db, legal_name="Other")
     today = dt.date.today()
@@ -352,7 +352,7 @@ def test_rows_carry_agreement_count_and_monthly_value(db) -> None:  # type: igno
     assert rows[other].monthly_value_cents == 0 and rows[other].agreement_count == 0
 
 
-def test_monthly_value_leaves_out_agreements_not_yet_started(db) -> None:  # type: ignore[no-untyped-def]
+def test_monthly_value_leaves_out_agreements_not_yet_started(db) -> None:
     cid = _create(db)
     today = dt.date(2026, 6, 15)
     with db.session() as session, session.begin():
@@ -365,7 +365,7 @@ def test_monthly_value_leaves_out_agreements_not_yet_started(db) -> None:  # typ
         assert monthly_value_by_client(session, today) == {cid: 10000}
 
 
-def test_client_rows_are_frozen_snapshots(db) -> None:  # type: ignore[no-untyped-def]
+def test_client_rows_are_frozen_snapshots(db) -> None:
     _create(db)
     with db.session() as session:
         row = list_clients(session)[0]
@@ -373,7 +373,7 @@ def test_client_rows_are_frozen_snapshots(db) -> None:  # type: ignore[no-untype
         row.legal_name = "changed"  # type: ignore[misc]
 
 
-def test_the_database_refuses_what_validation_would(db) -> None:  # type: ignore[no-untyped-def]
+def test_the_database_refuses_what_validation_would(db) -> None:
     """The CHECK constraints are a second line of defence for other writers."""
     from sqlalchemy.exc import IntegrityError
 

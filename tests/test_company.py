@@ -50,7 +50,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 # --- profile ----------------------------------------------------------------
 
 
-def test_save_and_read_back(db) -> None:  # type: ignore[no-untyped-def]
+def test_save_and_read_back(db) -> None:
     with db.session() as session, session.begin():
         save_company(session, _draft(currency="eur"))
     db.dispose()
@@ -64,12 +64,12 @@ def test_save_and_read_back(db) -> None:  # type: ignore[no-untyped-def]
         assert [e.action for e in audit.history(session, "company", 1)] == ["company.created"]
 
 
-def test_no_profile_yet(db) -> None:  # type: ignore[no-untyped-def]
+def test_no_profile_yet(db) -> None:
     with db.session() as session:
         assert company_snapshot(session) is None
 
 
-def test_saving_again_updates_the_single_row_and_audits(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_saving_again_updates_the_single_row_and_audits(db, count_rows) -> None:
     with db.session() as session, session.begin():
         save_company(session, _draft())
     with db.session() as session, session.begin():
@@ -111,7 +111,7 @@ def test_good_invoice_number_patterns(pattern: str, n: int, number: str) -> None
     assert format_invoice_number(pattern, n) == number
 
 
-def test_all_problems_reported_and_nothing_saved(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_all_problems_reported_and_nothing_saved(db, count_rows) -> None:
     bad = _draft(name="", currency="US Dollars", invoice_number_pattern="INV-", email="billing@",
                  default_payment_terms_days="-1")
     with pytest.raises(ValidationError) as excinfo:
@@ -126,7 +126,7 @@ def test_all_problems_reported_and_nothing_saved(db, count_rows) -> None:  # typ
 # --- logo ---------------------------------------------------------------------
 
 
-def test_jpeg_logo_is_stored_as_png(db) -> None:  # type: ignore[no-untyped-def]
+def test_jpeg_logo_is_stored_as_png(db) -> None:
     jpeg = _image_bytes("JPEG")
     assert jpeg[:3] == b"\xff\xd8\xff"
     with db.session() as session, session.begin():
@@ -195,7 +195,7 @@ def test_decompression_bomb_is_refused_without_decoding() -> None:
     assert excinfo.value.issues[0].field == "logo"
 
 
-def test_malformed_logo_saves_nothing(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_logo_saves_nothing(db, count_rows) -> None:
     with pytest.raises(ValidationError):
         with db.session() as session, session.begin():
             save_company(session, _draft(), logo_png=b"\x00garbage")
@@ -203,7 +203,7 @@ def test_malformed_logo_saves_nothing(db, count_rows) -> None:  # type: ignore[n
     assert count_rows(db, AuditEntry) == 0
 
 
-def test_logo_kept_when_omitted_and_removed_with_none(db) -> None:  # type: ignore[no-untyped-def]
+def test_logo_kept_when_omitted_and_removed_with_none(db) -> None:
     with db.session() as session, session.begin():
         save_company(session, _draft(), logo_png=_image_bytes("PNG"))
     with db.session() as session, session.begin():

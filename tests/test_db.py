@@ -107,7 +107,7 @@ def test_a_zero_byte_file_is_treated_as_new(tmp_path: Path) -> None:
         db.dispose()
 
 
-def test_downgrade_to_base_and_upgrade_again(db) -> None:  # type: ignore[no-untyped-def]
+def test_downgrade_to_base_and_upgrade_again(db) -> None:
     cfg = alembic_config(db)
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
@@ -118,14 +118,14 @@ def test_downgrade_to_base_and_upgrade_again(db) -> None:  # type: ignore[no-unt
     assert current_revision(db) == (head_revision(), True)
 
 
-def test_models_and_migrations_do_not_drift(db) -> None:  # type: ignore[no-untyped-def]
+def test_models_and_migrations_do_not_drift(db) -> None:
     with db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
         diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"models.py and the migrations disagree; write a migration: {diff}"
 
 
-def test_the_drift_check_can_fail(db) -> None:  # type: ignore[no-untyped-def]
+def test_the_drift_check_can_fail(db) -> None:
     changed = MetaData(naming_convention=Base.metadata.naming_convention)
     for table in Base.metadata.tables.values():
         table.to_metadata(changed)
@@ -135,7 +135,7 @@ def test_the_drift_check_can_fail(db) -> None:  # type: ignore[no-untyped-def]
     assert any(op[0] == "add_column" and op[3].name == "loyalty_points" for op in diff)
 
 
-def test_constraints_match_a_schema_built_from_the_models(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_constraints_match_a_schema_built_from_the_models(db, tmp_path: Path) -> None:
     """Autogenerate ignores CHECK constraints; compare them (and the rest) by reflection."""
     reference = create_engine(_url(tmp_path / "reference.sqlite3"))
     Base.metadata.create_all(reference)
@@ -158,7 +158,7 @@ def test_constraints_match_a_schema_built_from_the_models(db, tmp_path: Path) ->
 # --- connection settings ---------------------------------------------------------
 
 
-def test_every_connection_has_wal_foreign_keys_and_busy_timeout(db) -> None:  # type: ignore[no-untyped-def]
+def test_every_connection_has_wal_foreign_keys_and_busy_timeout(db) -> None:
     for _ in range(2):  # the pool hands out more than one connection over time
         with db.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -170,7 +170,7 @@ def test_every_connection_has_wal_foreign_keys_and_busy_timeout(db) -> None:  # 
     assert db.sqlite_path.read_bytes()[18:20] == b"\x02\x02"
 
 
-def test_foreign_keys_are_enforced(db) -> None:  # type: ignore[no-untyped-def]
+def test_foreign_keys_are_enforced(db) -> None:
     import datetime as dt
 
     with db.session() as session:
@@ -186,7 +186,7 @@ def test_foreign_keys_are_enforced(db) -> None:  # type: ignore[no-untyped-def]
                 session.execute(text("DELETE FROM clients"))
 
 
-def test_session_begin_is_one_transaction(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_session_begin_is_one_transaction(db, count_rows) -> None:
     """SQLAlchemy, not pysqlite, decides when the transaction begins (see engine.py)."""
     with pytest.raises(RuntimeError):
         with db.session() as session, session.begin():
@@ -368,7 +368,7 @@ def test_backup_is_a_consistent_copy(tmp_path: Path) -> None:
     restored.dispose()
 
 
-def test_backup_includes_writes_still_in_the_wal(db) -> None:  # type: ignore[no-untyped-def]
+def test_backup_includes_writes_still_in_the_wal(db) -> None:
     """The online backup API sees committed data that has not been checkpointed yet."""
     with db.session() as session, session.begin():
         create_client(session, ClientDraft(legal_name="Only In The WAL"))
@@ -395,14 +395,14 @@ def test_old_backups_are_pruned(tmp_path: Path) -> None:
     assert not (backups / "mspbill-20200101-000000-000000-old.sqlite3").exists()
 
 
-def test_upgrade_at_head_takes_no_backup(db, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_at_head_takes_no_backup(db, tmp_path: Path) -> None:
     backups = tmp_path / "upgrade-backups"
     assert upgrade(db, backups) is None
     assert not backups.exists()
 
 
 @pytest.fixture
-def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A copy of the real migrations plus one more revision, as the next release would ship."""
     def install(body: str) -> str:
         copy = tmp_path / "migrations"
@@ -430,7 +430,7 @@ def newer_migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: 
     return install
 
 
-def test_migrating_an_existing_database_backs_it_up_first(tmp_path: Path, newer_migrations) -> None:  # type: ignore[no-untyped-def]
+def test_migrating_an_existing_database_backs_it_up_first(tmp_path: Path, newer_migrations) -> None:
     path = tmp_path / "mspbill.sqlite3"
     old_bytes = _filled_database(path, clients=3)
     old_rev = head_revision()
@@ -455,7 +455,7 @@ def test_migrating_an_existing_database_backs_it_up_first(tmp_path: Path, newer_
     assert old_bytes  # the original content lives on in the backup
 
 
-def test_a_failing_migration_rolls_back_and_names_the_backup(tmp_path: Path, newer_migrations) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_migration_rolls_back_and_names_the_backup(tmp_path: Path, newer_migrations) -> None:
     path = tmp_path / "mspbill.sqlite3"
     _filled_database(path, clients=2)
     old_rev = head_revision()
@@ -477,7 +477,7 @@ def test_a_failing_migration_rolls_back_and_names_the_backup(tmp_path: Path, new
     conn.close()
 
 
-def test_open_without_migrating_refuses_an_old_schema(tmp_path: Path, newer_migrations) -> None:  # type: ignore[no-untyped-def]
+def test_open_without_migrating_refuses_an_old_schema(tmp_path: Path, newer_migrations) -> None:
     path = tmp_path / "mspbill.sqlite3"
     _filled_database(path, clients=1)
     newer_migrations('op.create_table("next_release", sa.Column("id", sa.Integer, primary_key=True))')

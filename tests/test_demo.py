@@ -52,7 +52,7 @@ def test_same_seed_same_office(tmp_path: Path) -> None:
     assert other_seed[1] != first[1]  # a different seed really gives a different office
 
 
-def test_default_office_size_and_contents(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_default_office_size_and_contents(db, count_rows) -> None:
     with db.session() as session, session.begin():
         summary = create_demo_office(session, today=TODAY)
     assert summary.clients == DEFAULT_CLIENTS == 60
@@ -76,7 +76,7 @@ def test_default_office_size_and_contents(db, count_rows) -> None:  # type: igno
     assert count_rows(db, AuditEntry) == 1 + 60 + summary.agreements
 
 
-def test_every_demo_record_passes_validation(db) -> None:  # type: ignore[no-untyped-def]
+def test_every_demo_record_passes_validation(db) -> None:
     with db.session() as session, session.begin():
         create_demo_office(session, clients=DEFAULT_CLIENTS, seed=99, today=TODAY)
     with db.session() as session:
@@ -91,7 +91,7 @@ def test_every_demo_record_passes_validation(db) -> None:  # type: ignore[no-unt
             assert agreement.end_date is None or agreement.end_date >= agreement.start_date
 
 
-def test_demo_names_include_the_awkward_ones(db) -> None:  # type: ignore[no-untyped-def]
+def test_demo_names_include_the_awkward_ones(db) -> None:
     with db.session() as session, session.begin():
         create_demo_office(session, today=TODAY)
     with db.session() as session:
@@ -99,7 +99,7 @@ def test_demo_names_include_the_awkward_ones(db) -> None:  # type: ignore[no-unt
     assert {"Zürich Dental GmbH", "株式会社さくらデザイン", "O'Brien & Sons Construction"} <= names
 
 
-def test_demo_refuses_a_database_with_clients(db, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_demo_refuses_a_database_with_clients(db, count_rows) -> None:
     with db.session() as session, session.begin():
         create_demo_office(session, clients=3, today=TODAY)
     before = (count_rows(db, Client), count_rows(db, Agreement), count_rows(db, AuditEntry))
@@ -110,7 +110,7 @@ def test_demo_refuses_a_database_with_clients(db, count_rows) -> None:  # type: 
 
 
 @pytest.mark.parametrize("clients", [0, -1, 100_001])
-def test_demo_refuses_silly_sizes(db, count_rows, clients: int) -> None:  # type: ignore[no-untyped-def]
+def test_demo_refuses_silly_sizes(db, count_rows, clients: int) -> None:
     with pytest.raises(DemoRefusedError):
         with db.session() as session, session.begin():
             create_demo_office(session, clients=clients)

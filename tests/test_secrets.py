@@ -36,7 +36,7 @@ FAKE_STRIPE_KEY = "sk_" + "test_" + "51FakeKeyForTestsOnly" + "x" * 24
 class PlaintextFileKeyring(KeyringBackend):
     """What keyrings.alt's PlaintextKeyring does: secrets in a readable file."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self, path: Path):
         super().__init__()
@@ -64,7 +64,7 @@ class PlaintextFileKeyring(KeyringBackend):
 class ChainLike(KeyringBackend):
     """Like keyring's ChainerBackend: several backends, tried in order."""
 
-    priority = 10  # type: ignore[assignment]
+    priority = 10
 
     def __init__(self, backends: list[KeyringBackend]):
         super().__init__()
@@ -223,7 +223,7 @@ def test_a_chain_of_only_insecure_backends_is_refused_and_names_them(tmp_path: P
 def test_a_subclass_of_a_secure_backend_is_not_trusted_by_name_alone() -> None:
     from keyring.backends import SecretService
 
-    class Imitation(SecretService.Keyring):  # type: ignore[misc]
+    class Imitation(SecretService.Keyring):
         pass
 
     assert is_secure(SecretService.Keyring())
