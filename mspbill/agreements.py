@@ -278,7 +278,8 @@ def list_agreements(session: Session, *, include_archived: bool = False, client_
             .join(Client, Client.id == Agreement.client_id)
             .outerjoin(totals, totals.c.agreement_id == Agreement.id))
     if not include_archived:
-        stmt = stmt.where(Agreement.status == AgreementStatus.ACTIVE)
+        # An archived client's agreements are not billed, so they are not listed as active.
+        stmt = stmt.where(Agreement.status == AgreementStatus.ACTIVE, Client.status == ClientStatus.ACTIVE)
     if client_id is not None:
         stmt = stmt.where(Agreement.client_id == client_id)
     needle = search.strip().casefold()
@@ -295,5 +296,6 @@ def list_agreements(session: Session, *, include_archived: bool = False, client_
 
 
 def count_active(session: Session) -> int:
-    return session.scalar(select(func.count(Agreement.id)).where(
-        Agreement.status == AgreementStatus.ACTIVE)) or 0
+    """Agreements that bill: active, of an active client."""
+    return session.scalar(select(func.count(Agreement.id)).join(Client).where(
+        Agreement.status == AgreementStatus.ACTIVE, Client.status == ClientStatus.ACTIVE)) or 0

@@ -28,7 +28,7 @@ from mspbill.validation import NotFoundError, ValidationError
 
 
 @pytest.fixture
-def client_id(db) -> int:  # type: ignore[no-untyped-def]
+def client_id(db) -> int:
     with db.session() as session, session.begin():
         return create_client(session, ClientDraft(legal_name="Harbor & Pine Law Group",
                                                   billing_emails="ap@harbor.example")).id
@@ -47,12 +47,12 @@ def _draft(client_id: int | None, **overrides: object) -> AgreementDraft:
     return AgreementDraft(**values)  # type: ignore[arg-type]
 
 
-def _create(db, draft: AgreementDraft) -> int:  # type: ignore[no-untyped-def]
+def _create(db, draft: AgreementDraft) -> int:
     with db.session() as session, session.begin():
         return create_agreement(session, draft).id
 
 
-def _audit(db, agreement_id: int) -> list[AuditEntry]:  # type: ignore[no-untyped-def]
+def _audit(db, agreement_id: int) -> list[AuditEntry]:
     with db.session() as session:
         return audit.history(session, "agreement", agreement_id)
 
@@ -60,7 +60,7 @@ def _audit(db, agreement_id: int) -> list[AuditEntry]:  # type: ignore[no-untype
 # --- create -------------------------------------------------------------------
 
 
-def test_create_with_lines_round_trips(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_create_with_lines_round_trips(db, client_id: int) -> None:
     aid = _create(db, _draft(client_id, end_date="2027-06-30", notes="Renews yearly."))
     db.dispose()
     with db.session() as session:
@@ -85,7 +85,7 @@ def test_create_with_lines_round_trips(db, client_id: int) -> None:  # type: ign
         "description": "Cloud backup (per TB)", "quantity": "3.25", "unit_price_cents": 9500, "taxable": True}
 
 
-def test_dates_may_be_date_objects_and_blank_lines_are_ignored(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_dates_may_be_date_objects_and_blank_lines_are_ignored(db, client_id: int) -> None:
     aid = _create(db, _draft(client_id, start_date=dt.date(2026, 3, 1), frequency=" Quarterly ",
                              lines=[LineDraft("", "1", "0.00"), LineDraft("vCIO review", "1", "750"),
                                     LineDraft("Free monitoring", "1", "0")]))
@@ -96,7 +96,7 @@ def test_dates_may_be_date_objects_and_blank_lines_are_ignored(db, client_id: in
             ("vCIO review", 75000), ("Free monitoring", 0)]
 
 
-def test_prices_follow_the_client_currency(db) -> None:  # type: ignore[no-untyped-def]
+def test_prices_follow_the_client_currency(db) -> None:
     with db.session() as session, session.begin():
         yen_client = create_client(session, ClientDraft(legal_name="株式会社テスト", currency="JPY")).id
     aid = _create(db, _draft(yen_client, lines=[LineDraft("Seats", "3", "¥1,500")]))
@@ -110,7 +110,7 @@ def test_prices_follow_the_client_currency(db) -> None:  # type: ignore[no-untyp
 # --- bad input ----------------------------------------------------------------
 
 
-def test_bad_lines_and_dates_are_all_reported_and_nothing_saved(db, client_id: int, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_bad_lines_and_dates_are_all_reported_and_nothing_saved(db, client_id: int, count_rows) -> None:
     bad = _draft(client_id, name="", start_date="2026-05-01", end_date="2026-04-30", frequency="weekly",
                  lines=[LineDraft("Seats", "10", "-5.00"),
                         LineDraft("Backup", "0", "95.00"),
@@ -133,7 +133,7 @@ def test_bad_lines_and_dates_are_all_reported_and_nothing_saved(db, client_id: i
     assert count_rows(db, AuditEntry) == 1  # the client's creation only
 
 
-def test_no_lines(db, client_id: int, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_no_lines(db, client_id: int, count_rows) -> None:
     for lines in ([], [LineDraft(), LineDraft("", "3", "")]):
         with pytest.raises(ValidationError) as excinfo:
             _create(db, _draft(client_id, lines=lines))
@@ -155,19 +155,19 @@ def test_no_lines(db, client_id: int, count_rows) -> None:  # type: ignore[no-un
     ({"lines": [LineDraft("Seats", "2", "(10.00)")]}, "lines[0].unit_price"),
     ({"lines": [LineDraft(f"Line {i}", "1", "1.00") for i in range(201)]}, "lines"),
 ])
-def test_each_bad_field_is_named(db, client_id: int, overrides: dict[str, object], field: str) -> None:  # type: ignore[no-untyped-def]
+def test_each_bad_field_is_named(db, client_id: int, overrides: dict[str, object], field: str) -> None:
     with db.session() as session:
         _, issues = validate_agreement(session, _draft(client_id, **overrides))
     assert [i.field for i in issues] == [field], issues
 
 
-def test_end_date_equal_to_start_is_fine(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_end_date_equal_to_start_is_fine(db, client_id: int) -> None:
     with db.session() as session:
         _, issues = validate_agreement(session, _draft(client_id, start_date="2026-05-01", end_date="2026-05-01"))
     assert issues == []
 
 
-def test_client_must_exist_and_be_active(db, client_id: int, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_client_must_exist_and_be_active(db, client_id: int, count_rows) -> None:
     with db.session() as session:
         _, issues = validate_agreement(session, _draft(None))
         assert [i.field for i in issues] == ["client_id"]
@@ -186,7 +186,7 @@ def test_client_must_exist_and_be_active(db, client_id: int, count_rows) -> None
 # --- update -------------------------------------------------------------------
 
 
-def test_update_replaces_lines_and_audits_the_change(db, client_id: int, count_rows) -> None:  # type: ignore[no-untyped-def]
+def test_update_replaces_lines_and_audits_the_change(db, client_id: int, count_rows) -> None:
     aid = _create(db, _draft(client_id))
     assert count_rows(db, AgreementLine) == 3
     new_lines = [LineDraft("Managed workstations (per seat)", "15", "55.00"),
@@ -210,7 +210,7 @@ def test_update_replaces_lines_and_audits_the_change(db, client_id: int, count_r
     assert "lines" in entries[-1].summary and "name" in entries[-1].summary
 
 
-def test_saving_an_unchanged_agreement_writes_no_audit_entry(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_saving_an_unchanged_agreement_writes_no_audit_entry(db, client_id: int) -> None:
     aid = _create(db, _draft(client_id, lines=[LineDraft("Backup (TB)", "2.50", "95.00"),
                                                LineDraft("Seats", "10", "45")]))
     with db.session() as session, session.begin():
@@ -219,7 +219,7 @@ def test_saving_an_unchanged_agreement_writes_no_audit_entry(db, client_id: int)
     assert [e.action for e in _audit(db, aid)] == ["agreement.created"]
 
 
-def test_failed_update_changes_nothing(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_failed_update_changes_nothing(db, client_id: int) -> None:
     aid = _create(db, _draft(client_id))
     with pytest.raises(ValidationError):
         with db.session() as session, session.begin():
@@ -229,7 +229,7 @@ def test_failed_update_changes_nothing(db, client_id: int) -> None:  # type: ign
     assert len(_audit(db, aid)) == 1
 
 
-def test_agreement_of_archived_client_can_still_be_edited_but_not_moved_to_one(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_agreement_of_archived_client_can_still_be_edited_but_not_moved_to_one(db, client_id: int) -> None:
     aid = _create(db, _draft(client_id))
     with db.session() as session, session.begin():
         other = create_client(session, ClientDraft(legal_name="Other Client")).id
@@ -247,7 +247,7 @@ def test_agreement_of_archived_client_can_still_be_edited_but_not_moved_to_one(d
 # --- archive and restore ----------------------------------------------------------
 
 
-def test_archive_and_restore(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_archive_and_restore(db, client_id: int) -> None:
     aid = _create(db, _draft(client_id))
     with db.session() as session, session.begin():
         archive_agreement(session, aid)
@@ -268,7 +268,7 @@ def test_archive_and_restore(db, client_id: int) -> None:  # type: ignore[no-unt
         "agreement.created", "agreement.archived", "agreement.restored"]
 
 
-def test_restore_refused_while_the_client_is_archived(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_restore_refused_while_the_client_is_archived(db, client_id: int) -> None:
     aid = _create(db, _draft(client_id))
     with db.session() as session, session.begin():
         archive_agreement(session, aid)
@@ -287,7 +287,7 @@ def test_restore_refused_while_the_client_is_archived(db, client_id: int) -> Non
         assert get_agreement(session, aid).status is AgreementStatus.ACTIVE
 
 
-def test_missing_agreement_is_not_found(db) -> None:  # type: ignore[no-untyped-def]
+def test_missing_agreement_is_not_found(db) -> None:
     with db.session() as session:
         for call in (get_agreement, archive_agreement, restore_agreement, agreement_detail):
             with pytest.raises(NotFoundError):
@@ -297,7 +297,7 @@ def test_missing_agreement_is_not_found(db) -> None:  # type: ignore[no-untyped-
 # --- list ---------------------------------------------------------------------
 
 
-def test_list_agreements_period_amounts_use_line_rounding(db, client_id: int) -> None:  # type: ignore[no-untyped-def]
+def test_list_agreements_period_amounts_use_line_rounding(db, client_id: int) -> None:
     lines = [LineDraft("Seats", "12", "55.00"), LineDraft("Backup", "3.25", "95.00"),
              LineDraft("Half a cent", "0.5", "0.01"), LineDraft("Third", "0.3333", "0.03")]
     monthly = _create(db, _draft(client_id, lines=lines))
@@ -323,3 +323,25 @@ def test_list_agreements_period_amounts_use_line_rounding(db, client_id: int) ->
         assert [r.id for r in list_agreements(session, client_id=client_id)] == [monthly, quarterly]
         assert [r.id for r in list_agreements(session, search="VCIO")] == [quarterly]
         assert [r.id for r in list_agreements(session, search="alder")] == [annual]
+
+
+def test_archived_clients_agreements_are_not_listed_as_active(db):
+    from mspbill.agreements import count_active, list_agreements
+    from mspbill.clients import archive_client
+    from mspbill.demo import create_demo_office
+
+    with db.session() as s, s.begin():
+        create_demo_office(s, clients=4, seed=3)
+    with db.session() as s:
+        before = list_agreements(s)
+        victim = before[0].client_id
+        theirs = [r.id for r in before if r.client_id == victim]
+        assert theirs and count_active(s) == len(before)
+    with db.session() as s, s.begin():
+        archive_client(s, victim)
+    with db.session() as s:
+        after = list_agreements(s)
+        assert {r.id for r in after} == {r.id for r in before} - set(theirs)
+        assert count_active(s) == len(after)
+        everything = list_agreements(s, include_archived=True)
+        assert set(theirs) <= {r.id for r in everything}
