@@ -38,7 +38,6 @@ from mspbill.agreements import (
 )
 from mspbill.clients import client_choices
 from mspbill.money import MoneyError, format_amount, line_amount_cents, parse_amount, parse_decimal
-from mspbill.validation import ValidationError
 from ui.ops import Ops
 from ui.widgets import ERROR_STYLE, FieldForm
 
@@ -307,14 +306,8 @@ class AgreementDialog(QDialog):
                 return create_agreement(session, draft).id
             return update_agreement(session, agreement_id, draft).id
 
-        def failed(exc: BaseException) -> bool:
-            self._set_enabled(True)
-            if isinstance(exc, ValidationError):
-                self.show_issues(exc.by_field())
-                return True
-            return False
-
-        self.ops.write(self, work, self._saved, on_failure=failed, label="Saving agreement")
+        self.ops.save_form(self, work, self._saved, show_issues=self.show_issues,
+                           re_enable=lambda: self._set_enabled(True), label="Saving agreement")
 
     def _saved(self, agreement_id: int) -> None:
         self.show_issues({})

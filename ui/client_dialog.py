@@ -253,14 +253,8 @@ class ClientDialog(QDialog):
                 return create_client(session, draft).id
             return update_client(session, client_id, draft).id
 
-        def failed(exc: BaseException) -> bool:
-            self._set_enabled(True)
-            if isinstance(exc, ValidationError):
-                self.show_issues(exc.by_field())
-                return True
-            return False
-
-        self.ops.write(self, work, self._saved, on_failure=failed, label="Saving client")
+        self.ops.save_form(self, work, self._saved, show_issues=self.show_issues,
+                           re_enable=lambda: self._set_enabled(True), label="Saving client")
 
     def _saved(self, client_id: int) -> None:
         self.client_id = client_id

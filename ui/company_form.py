@@ -196,15 +196,9 @@ class CompanyForm(QWidget):
             else:
                 save_company(session, draft, logo_png=logo)
 
-        def failed(exc: BaseException) -> bool:
-            self.save_button.setEnabled(True)
-            if isinstance(exc, ValidationError):
-                self.show_issues(exc.by_field())
-                return True
-            return False
-
         self.save_button.setEnabled(False)
-        self.ops.write(self, work, lambda _r: self._saved(), on_failure=failed, label="Saving company")
+        self.ops.save_form(self, work, lambda _r: self._saved(), show_issues=self.show_issues,
+                           re_enable=lambda: self.save_button.setEnabled(True), label="Saving company")
 
     def _saved(self) -> None:
         self.save_button.setEnabled(True)

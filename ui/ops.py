@@ -199,3 +199,19 @@ class Ops(QObject):
             with ctx.db.session() as session, session.begin():
                 return fn(session)
         return self.run(parent, work, on_success=on_success, **kw)
+
+    def save_form(self, parent: QWidget | None, fn: Callable[[Session], T], on_saved: Callable[[T], None], *,
+                  show_issues: Callable[[dict[str, list[str]]], None], re_enable: Callable[[], None],
+                  label: str = "") -> OpHandle:
+        """A form's Save: one transaction; the core's ValidationError goes back to the fields.
+
+        Any other failure re-enables the form and shows the error dialog.
+        """
+        def failed(exc: BaseException) -> bool:
+            re_enable()
+            if isinstance(exc, ValidationError):
+                show_issues(exc.by_field())
+                return True
+            return False
+
+        return self.write(parent, fn, on_saved, on_failure=failed, label=label)
