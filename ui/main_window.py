@@ -166,7 +166,6 @@ class MainWindow(QMainWindow):
             screen.ensure_loaded()  # type: ignore[attr-defined]
         elif screen is self.settings:
             self.settings.reload()
-        self.ctx.settings.set(SCREEN_KEY, name)
 
     def _data_changed(self) -> None:
         # One screen's change can show on another (counts, values); reload them lazily.
@@ -207,5 +206,7 @@ class MainWindow(QMainWindow):
         self.ctx.settings.set(GEOMETRY_KEY, base64.b64encode(bytes(self.saveGeometry().data())).decode())
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        # Written once at close, not on every navigation (a settings write is an fsync).
         self.save_geometry()
+        self.ctx.settings.set(SCREEN_KEY, self.current_screen_name())
         super().closeEvent(event)
