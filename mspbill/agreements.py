@@ -21,6 +21,7 @@ from mspbill.db.models import (
     BillingFrequency,
     Client,
     ClientStatus,
+    InvoiceLine,
     LINE_AMOUNT_SQL,
     utcnow,
 )
@@ -46,6 +47,8 @@ class LineDraft:
     quantity: str = "1"
     unit_price: str = "0.00"
     taxable: bool = True
+    # Which existing line this row edits (None: a new line).
+    series: int | None = None
 
 
 @dataclass
@@ -86,6 +89,9 @@ class AgreementDetail:
     status: str
     client_name: str
     currency: str
+    # Once invoiced, changes to the lines take effect from a date (history kept)
+    # and the start date and frequency are fixed.
+    invoiced: bool = False
 
 
 def parse_date(value: str | dt.date | None, field_name: str, what: str, issues: list[Issue],
@@ -173,7 +179,7 @@ def validate_agreement(session: Session, draft: AgreementDraft,
         except MoneyError as exc:
             issues.append(Issue(f"{prefix}.unit_price", f"Line {i + 1}: {exc}"))
         lines.append({"description": desc, "quantity": qty, "unit_price_cents": price,
-                      "taxable": bool(ln.taxable)})
+                      "taxable": bool(ln.taxable), "series": ln.series})
     v["lines"] = lines
     return v, issues
 
@@ -184,10 +190,81 @@ def _lines_snapshot(agreement: Agreement) -> list[dict[str, Any]]:
              "unit_price_cents": ln.unit_price_cents, "taxable": ln.taxable} for ln in agreement.lines]
 
 
+def is_invoiced(session: Session, agreement_id: int) -> bool:
+    """Has any invoice (even a draft or a void one) billed this agreement?"""
+    return session.scalar(select(InvoiceLine.id).where(InvoiceLine.agreement_id == agreement_id)
+                          .limit(1)) is not None
+
+
+_TERMS = ("description", "quantity_e4", "unit_price_cents", "taxable")
+
+
+def _terms(values: dict[str, Any]) -> tuple[Any, ...]:
+    probe = AgreementLine()
+    probe.quantity = values["quantity"]
+    return (values["description"], probe.quantity_e4, values["unit_price_cents"], values["taxable"])
+
+
+def _close_series(agreement: Agreement, series: int, effective: dt.date | None) -> None:
+    """End every version of `series` the day before `effective` (None: from the start).
+
+    A version that would not have begun by then is emptied (effective_to one
+    day before effective_from) rather than deleted: history is kept.
+    """
+    for v in agreement.line_versions:
+        if v.series != series or (v.effective_to is not None and v.effective_from is not None
+                                  and v.effective_to < v.effective_from):
+            continue
+        begins = v.effective_from or agreement.start_date
+        if effective is None or begins >= effective:
+            v.effective_from = begins
+            v.effective_to = begins - dt.timedelta(days=1)
+        elif v.effective_to is None or v.effective_to >= effective:
+            v.effective_to = effective - dt.timedelta(days=1)
+
+
+def _apply_lines(agreement: Agreement, lines: list[dict[str, Any]], effective: dt.date | None) -> bool:
+    """Bring the current lines to `lines`, keeping every earlier version.
+
+    Returns whether any line's terms changed.
+    """
+    current = {v.series: v for v in agreement.lines}
+    next_series = max((v.series for v in agreement.line_versions), default=0) + 1
+    starts_from = effective if effective is not None and effective > agreement.start_date else None
+    seen: set[int] = set()
+    changed = False
+    for position, values in enumerate(lines):
+        series = values.get("series")
+        version = current.get(series) if series is not None and series not in seen else None
+        if version is not None:
+            seen.add(version.series)
+            if tuple(getattr(version, f) for f in _TERMS) == _terms(values):
+                version.position = position
+                continue
+            _close_series(agreement, version.series, effective)
+            series_id = version.series
+        else:
+            series_id, next_series = next_series, next_series + 1
+        changed = True
+        new = AgreementLine(series=series_id, effective_from=starts_from, position=position,
+                            description=values["description"], unit_price_cents=values["unit_price_cents"],
+                            taxable=values["taxable"])
+        new.quantity = values["quantity"]
+        agreement.line_versions.append(new)
+    for series_id in current.keys() - seen:
+        _close_series(agreement, series_id, effective)
+        changed = True
+    return changed
+
+
+def _mark_for_adjustment(agreement: Agreement, day: dt.date) -> None:
+    if agreement.adjust_from is None or day < agreement.adjust_from:
+        agreement.adjust_from = day
+
+
 def _apply(agreement: Agreement, values: dict[str, Any]) -> None:
     for f in ("client_id", "name", "start_date", "end_date", "frequency", "notes"):
         setattr(agreement, f, values[f])
-    agreement.lines = [AgreementLine(position=i, **ln) for i, ln in enumerate(values["lines"])]
 
 
 def create_agreement(session: Session, draft: AgreementDraft) -> Agreement:
@@ -196,6 +273,7 @@ def create_agreement(session: Session, draft: AgreementDraft) -> Agreement:
         raise ValidationError(issues)
     agreement = Agreement(status=AgreementStatus.ACTIVE)
     _apply(agreement, values)
+    _apply_lines(agreement, values["lines"], None)
     session.add(agreement)
     session.flush()
     audit.record(session, "agreement.created", "agreement", agreement.id,
@@ -211,24 +289,64 @@ def get_agreement(session: Session, agreement_id: int) -> Agreement:
     return agreement
 
 
-def update_agreement(session: Session, agreement_id: int, draft: AgreementDraft) -> Agreement:
+def update_agreement(session: Session, agreement_id: int, draft: AgreementDraft, *,
+                     effective_date: dt.date | None = None) -> Agreement:
+    """Save an edit.  Once the agreement has been invoiced, changed lines take
+    effect from `effective_date` (required then): the old terms stay on record
+    up to the day before, and the next invoice adjusts any period already
+    invoiced.  Before that, the new lines simply replace the old from the start.
+    """
     agreement = get_agreement(session, agreement_id)
     values, issues = validate_agreement(session, draft, existing=agreement)
+    invoiced = is_invoiced(session, agreement.id)
+    lines_changed = [_terms(v) for v in values["lines"]] != [
+        tuple(getattr(v, f) for f in _TERMS) for v in agreement.lines] if not issues else False
+    effective: dt.date | None = None
+    if invoiced:
+        if values["client_id"] != agreement.client_id:
+            issues.append(Issue("client_id", "This agreement has been invoiced, so it stays with its client; "
+                                             "end it and create one for the other client."))
+        if values["start_date"] and values["start_date"] != agreement.start_date:
+            issues.append(Issue("start_date", "This agreement has been invoiced, so its start date is fixed; "
+                                              "end it and start a new agreement instead."))
+        if values["frequency"] is not agreement.frequency:
+            issues.append(Issue("frequency", "This agreement has been invoiced, so its billing frequency is "
+                                             "fixed; end it and start a new agreement instead."))
+        if lines_changed:
+            if effective_date is None:
+                issues.append(Issue("effective_date", "Say from which date the changed lines take effect."))
+            else:
+                effective = max(effective_date, agreement.start_date)
+                end = values["end_date"]
+                if end is not None and effective > end:
+                    issues.append(Issue("effective_date",
+                                        f"The changes take effect after the agreement ends ({end.isoformat()})."))
     if issues:
         raise ValidationError(issues)
     before = {f: getattr(agreement, f) for f in ("client_id", "name", "start_date", "end_date",
                                                  "frequency", "notes")}
     before_lines = _lines_snapshot(agreement)
+    old_end = agreement.end_date
     _apply(agreement, values)
+    _apply_lines(agreement, values["lines"], effective)
+    if invoiced:
+        if effective is not None and lines_changed:
+            _mark_for_adjustment(agreement, effective)
+        if old_end != agreement.end_date:
+            ends = [d for d in (old_end, agreement.end_date) if d is not None]
+            _mark_for_adjustment(agreement, min(ends) + dt.timedelta(days=1))
     session.flush()
     changes = audit.diff(before, {k: values[k] for k in before})
     after_lines = _lines_snapshot(agreement)
+    details: dict[str, Any] = {"changes": changes}
     if after_lines != before_lines:
         changes["lines"] = [before_lines, after_lines]  # type: ignore[list-item]
+        if effective is not None:
+            details["effective_from"] = effective.isoformat()
     if changes:
+        when = f" from {effective.isoformat()}" if effective is not None and "lines" in changes else ""
         audit.record(session, "agreement.updated", "agreement", agreement.id,
-                     f"Updated agreement {agreement.name}: {', '.join(sorted(changes))}",
-                     {"changes": changes})
+                     f"Updated agreement {agreement.name}: {', '.join(sorted(changes))}{when}", details)
     return agreement
 
 
@@ -262,8 +380,10 @@ def agreement_detail(session: Session, agreement_id: int) -> AgreementDetail:
         client_id=a.client_id, name=a.name, start_date=a.start_date.isoformat(),
         end_date=a.end_date.isoformat() if a.end_date else "", frequency=a.frequency.value, notes=a.notes,
         lines=[LineDraft(ln.description, format_decimal(ln.quantity),
-                         f"{from_minor(ln.unit_price_cents, currency)}", ln.taxable) for ln in a.lines])
-    return AgreementDetail(a.id, draft, a.status.value, a.client.legal_name, currency)
+                         f"{from_minor(ln.unit_price_cents, currency)}", ln.taxable, ln.series)
+               for ln in a.lines])
+    return AgreementDetail(a.id, draft, a.status.value, a.client.legal_name, currency,
+                           invoiced=is_invoiced(session, a.id))
 
 
 def list_agreements(session: Session, *, include_archived: bool = False, client_id: int | None = None,
@@ -271,6 +391,7 @@ def list_agreements(session: Session, *, include_archived: bool = False, client_
     # Line counts and period amounts summed by the database, one row per agreement.
     totals = (select(AgreementLine.agreement_id, func.count(AgreementLine.id).label("n"),
                      func.sum(LINE_AMOUNT_SQL).label("cents"))
+              .where(AgreementLine.effective_to.is_(None))
               .group_by(AgreementLine.agreement_id).subquery())
     stmt = (select(Agreement.id, Agreement.client_id, Client.legal_name, Agreement.name, Agreement.frequency,
                    Agreement.start_date, Agreement.end_date, Agreement.status, totals.c.n, totals.c.cents,

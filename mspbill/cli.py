@@ -71,7 +71,7 @@ def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 def cmd_demo(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.demo import create_demo_office
 
-    with ctx.db.session() as session, session.begin():
+    with ctx.db.write_session() as session, session.begin():
         summary = create_demo_office(session, clients=args.clients, seed=args.seed)
     if args.json:
         emit_json({"clients": summary.clients, "agreements": summary.agreements,

@@ -310,6 +310,8 @@ def monthly_value_by_client(session: Session, today: dt.date | None = None) -> d
     # 10,000 clients covers ~60,000 lines.
     stmt = (select(Agreement.client_id, Agreement.frequency, func.sum(LINE_AMOUNT_SQL))
             .join(AgreementLine, AgreementLine.agreement_id == Agreement.id)
+            .where(AgreementLine.effective_from.is_(None) | (AgreementLine.effective_from <= today),
+                   AgreementLine.effective_to.is_(None) | (AgreementLine.effective_to >= today))
             .where(Agreement.status == AgreementStatus.ACTIVE, Agreement.start_date <= today,
                    (Agreement.end_date.is_(None)) | (Agreement.end_date >= today))
             .group_by(Agreement.client_id, Agreement.frequency))

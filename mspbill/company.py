@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
@@ -13,12 +14,14 @@ from sqlalchemy.orm import Session
 from mspbill import audit
 from mspbill.clients import check_email, check_name, parse_terms
 from mspbill.db.models import NAME_MAX, CompanyProfile
-from mspbill.money import is_valid_currency
+from mspbill.money import MoneyError, format_decimal, is_valid_currency, parse_decimal
 from mspbill.validation import Issue, ValidationError
 
 LOGO_MAX_BYTES = 5_000_000
 LOGO_MAX_PIXELS = 600
 DEFAULT_PATTERN = "INV-{n:06d}"
+DEFAULT_CREDIT_NOTE_PATTERN = "CN-{n:06d}"
+MAX_AUTOPAY_DISCOUNT = Decimal(50)
 
 
 @dataclass
@@ -36,6 +39,9 @@ class CompanyDraft:
     currency: str = "USD"
     invoice_number_pattern: str = DEFAULT_PATTERN
     default_payment_terms_days: str = "30"
+    credit_note_number_pattern: str = DEFAULT_CREDIT_NOTE_PATTERN
+    # Percent off generated invoices for autopay clients; "0" for none.
+    autopay_discount_percent: str = "0"
 
 
 @dataclass(frozen=True)
@@ -49,25 +55,38 @@ def format_invoice_number(pattern: str, n: int) -> str:
     return pattern.format(n=n)
 
 
-def check_pattern(pattern: str, issues: list[Issue]) -> str:
+def check_pattern(pattern: str, issues: list[Issue], field: str = "invoice_number_pattern",
+                  example: str = DEFAULT_PATTERN) -> str:
     pattern = (pattern or "").strip()
     if not pattern:
-        issues.append(Issue("invoice_number_pattern", f"Enter a number pattern, for example {DEFAULT_PATTERN}."))
+        issues.append(Issue(field, f"Enter a number pattern, for example {example}."))
         return pattern
     if not re.search(r"\{n(:[^{}]*)?\}", pattern):
-        issues.append(Issue("invoice_number_pattern",
-                            "The pattern must contain {n} where the number goes, for example INV-{n:06d}."))
+        issues.append(Issue(field, f"The pattern must contain {{n}} where the number goes, for example {example}."))
         return pattern
     try:
         first, later = format_invoice_number(pattern, 1), format_invoice_number(pattern, 123456)
     except (ValueError, KeyError, IndexError) as exc:
-        issues.append(Issue("invoice_number_pattern", f"The pattern cannot be used: {exc}."))
+        issues.append(Issue(field, f"The pattern cannot be used: {exc}."))
         return pattern
     if first == later:
-        issues.append(Issue("invoice_number_pattern", "The pattern must change with the number."))
+        issues.append(Issue(field, "The pattern must change with the number."))
     elif len(later) > 30:
-        issues.append(Issue("invoice_number_pattern", "Invoice numbers from this pattern are too long (30 at most)."))
+        issues.append(Issue(field, "Numbers from this pattern are too long (30 characters at most)."))
     return pattern
+
+
+def check_discount(text: str, issues: list[Issue]) -> Decimal:
+    try:
+        value = parse_decimal(text or "0", what="autopay discount", max_places=2)
+    except MoneyError as exc:
+        issues.append(Issue("autopay_discount_percent", str(exc)))
+        return Decimal(0)
+    if not 0 <= value <= MAX_AUTOPAY_DISCOUNT:
+        issues.append(Issue("autopay_discount_percent",
+                            f"The autopay discount is a percentage from 0 to {MAX_AUTOPAY_DISCOUNT}."))
+        return Decimal(0)
+    return value
 
 
 def normalise_logo(data: bytes) -> bytes:
@@ -106,6 +125,13 @@ def validate_company(draft: CompanyDraft) -> tuple[dict[str, Any], list[Issue]]:
         issues.append(Issue("currency", "Currency is a three-letter ISO code such as USD or EUR."))
     v["currency"] = currency
     v["invoice_number_pattern"] = check_pattern(draft.invoice_number_pattern, issues)
+    v["credit_note_number_pattern"] = check_pattern(
+        draft.credit_note_number_pattern, issues, "credit_note_number_pattern", DEFAULT_CREDIT_NOTE_PATTERN)
+    if v["credit_note_number_pattern"] and v["credit_note_number_pattern"] == v["invoice_number_pattern"]:
+        issues.append(Issue("credit_note_number_pattern",
+                            "Credit notes need a pattern of their own (for example CN-{n:06d}), "
+                            "or their numbers would clash with invoice numbers."))
+    v["autopay_discount_percent"] = check_discount(draft.autopay_discount_percent, issues)
     v["default_payment_terms_days"] = parse_terms(draft.default_payment_terms_days,
                                                   "default_payment_terms_days", issues)
     return v, issues
@@ -120,8 +146,9 @@ def company_snapshot(session: Session) -> CompanySnapshot | None:
     if c is None:
         return None
     draft = CompanyDraft(**{f: getattr(c, f) for f in CompanyDraft.__dataclass_fields__
-                            if f != "default_payment_terms_days"},
-                         default_payment_terms_days=str(c.default_payment_terms_days))
+                            if f not in ("default_payment_terms_days", "autopay_discount_percent")},
+                         default_payment_terms_days=str(c.default_payment_terms_days),
+                         autopay_discount_percent=format_decimal(c.autopay_discount_percent))
     return CompanySnapshot(draft, c.logo_png, c.is_demo)
 
 

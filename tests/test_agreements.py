@@ -186,7 +186,7 @@ def test_client_must_exist_and_be_active(db, client_id: int, count_rows) -> None
 # --- update -------------------------------------------------------------------
 
 
-def test_update_replaces_lines_and_audits_the_change(db, client_id: int, count_rows) -> None:
+def test_update_before_any_invoice_replaces_lines_from_the_start_and_keeps_history(db, client_id: int, count_rows) -> None:
     aid = _create(db, _draft(client_id))
     assert count_rows(db, AgreementLine) == 3
     new_lines = [LineDraft("Managed workstations (per seat)", "15", "55.00"),
@@ -199,7 +199,11 @@ def test_update_replaces_lines_and_audits_the_change(db, client_id: int, count_r
         assert [(ln.position, ln.description, ln.quantity, ln.unit_price_cents) for ln in a.lines] == [
             (0, "Managed workstations (per seat)", Decimal(15), 5500),
             (1, "After-hours support (hours)", Decimal("7.5"), 16500)]
-    assert count_rows(db, AgreementLine) == 2  # the replaced lines are deleted, not orphaned
+    # The replaced versions are kept, emptied (they never took effect).
+    assert count_rows(db, AgreementLine) == 5
+    with db.session() as session:
+        old = [v for v in get_agreement(session, aid).line_versions if v.effective_to is not None]
+        assert len(old) == 3 and all(v.effective_to < v.effective_from for v in old)  # type: ignore[operator]
     entries = _audit(db, aid)
     assert [e.action for e in entries] == ["agreement.created", "agreement.updated"]
     changes = entries[-1].details["changes"]  # type: ignore[index]

@@ -85,7 +85,7 @@ class FirstRunDialog(QDialog):
         self.progress.show()
 
         def work(ctx: OpContext) -> DemoSummary:
-            with ctx.db.session() as session, session.begin():
+            with ctx.db.write_session() as session, session.begin():
                 return create_demo_office(session)
 
         def failed(_exc: BaseException) -> bool:

@@ -196,7 +196,7 @@ class Ops(QObject):
               on_success: Callable[[T], None] | None = None, **kw: Any) -> OpHandle:
         """One transaction: committed if fn returns, rolled back if it raises."""
         def work(ctx: OpContext) -> T:
-            with ctx.db.session() as session, session.begin():
+            with ctx.db.write_session() as session, session.begin():
                 return fn(session)
         return self.run(parent, work, on_success=on_success, **kw)
 

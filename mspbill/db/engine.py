@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+WRITE_OPTION = "mspbill_write"
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -30,7 +31,11 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _on_sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
+    # A write transaction takes SQLite's write lock up front (BEGIN IMMEDIATE):
+    # a deferred one that reads, then writes, fails at once with "database is
+    # locked" if another writer committed meanwhile, instead of waiting its turn.
+    write = conn.get_execution_options().get(WRITE_OPTION)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
@@ -51,6 +56,8 @@ class Database:
         self.url = url
         self.engine = engine or create_db_engine(url)
         self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        self.WriteSession = sessionmaker(self.engine.execution_options(**{WRITE_OPTION: True}),
+                                         expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -65,6 +72,10 @@ class Database:
 
     def session(self) -> Session:
         return self.Session()
+
+    def write_session(self) -> Session:
+        """A session for a transaction that writes (on SQLite: BEGIN IMMEDIATE)."""
+        return self.WriteSession()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -97,6 +98,12 @@ class CompanyProfile(Base):
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     invoice_number_pattern: Mapped[str] = mapped_column(String(50), default="INV-{n:06d}")
     default_payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
+    credit_note_number_pattern: Mapped[str] = mapped_column(String(50), default="CN-{n:06d}")
+    # The next number to assign at issue; bumped in the issuing transaction (gapless).
+    next_invoice_number: Mapped[int] = mapped_column(Integer, default=1)
+    next_credit_note_number: Mapped[int] = mapped_column(Integer, default=1)
+    # Percent off generated invoices for clients on autopay (0 = no incentive).
+    autopay_discount_percent: Mapped[Decimal] = mapped_column(ExactDecimal, default=Decimal(0))
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -171,25 +178,49 @@ class Agreement(Base):
     status: Mapped[AgreementStatus] = mapped_column(
         _enum(AgreementStatus, "agreement_status"), default=AgreementStatus.ACTIVE, index=True)
     notes: Mapped[str] = mapped_column(Text, default="")
+    # Earliest date whose billing a change may have altered since the last
+    # generation; the generator re-checks invoiced periods from here (None: clean).
+    adjust_from: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     archived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     client: Mapped[Client] = relationship(back_populates="agreements")
-    lines: Mapped[list[AgreementLine]] = relationship(
-        back_populates="agreement", cascade="all, delete-orphan", order_by="AgreementLine.position")
+    # Every version of every line, kept as history (effective-dated, never overwritten).
+    line_versions: Mapped[list[AgreementLine]] = relationship(
+        back_populates="agreement", cascade="all, delete-orphan",
+        order_by="(AgreementLine.series, AgreementLine.id)")
+
+    @property
+    def lines(self) -> list[AgreementLine]:
+        """The current terms: the open version of each line, in display order."""
+        return sorted((v for v in self.line_versions if v.effective_to is None),
+                      key=lambda v: (v.position, v.series))
 
 
 class AgreementLine(Base):
+    """One version of one line of an agreement.
+
+    A line is a `series`; each change of its terms closes the current version
+    (effective_to = the day before the change) and opens a new one from the
+    change date.  effective_from None means "from the agreement's start";
+    effective_to None means "still in force".  A version superseded before it
+    took effect has effective_to = effective_from - 1 day (no days at all).
+    """
+
     __tablename__ = "agreement_lines"
     __table_args__ = (
         CheckConstraint("unit_price_cents >= 0", name="price_not_negative"),
         CheckConstraint("quantity_e4 > 0", name="quantity_positive"),
+        Index("ix_agreement_lines_current", "agreement_id", "effective_to"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agreement_id: Mapped[int] = mapped_column(
         ForeignKey("agreements.id", ondelete="CASCADE"), index=True)
+    series: Mapped[int] = mapped_column(Integer, default=1)
+    effective_from: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    effective_to: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     description: Mapped[str] = mapped_column(String(NAME_MAX))
     # Quantity in ten-thousandths (12.5 seats → 125000): exact, and the database
@@ -198,7 +229,7 @@ class AgreementLine(Base):
     unit_price_cents: Mapped[int] = mapped_column(Integer)
     taxable: Mapped[bool] = mapped_column(Boolean, default=True)
 
-    agreement: Mapped[Agreement] = relationship(back_populates="lines")
+    agreement: Mapped[Agreement] = relationship(back_populates="line_versions")
 
     @property
     def quantity(self) -> Decimal:
@@ -219,6 +250,207 @@ class AgreementLine(Base):
 # (validation caps quantity and unit price).
 LINE_AMOUNT_SQL = (AgreementLine.quantity_e4 * AgreementLine.unit_price_cents
                    + QUANTITY_SCALE // 2) // QUANTITY_SCALE
+
+
+class InvoiceKind(str, enum.Enum):
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+
+
+class InvoiceStatus(str, enum.Enum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class LineKind(str, enum.Enum):
+    SERVICE = "service"        # an agreement line for a billing period (maybe prorated)
+    ADJUSTMENT = "adjustment"  # a mid-period change to an already-invoiced period
+    DISCOUNT = "discount"      # the autopay incentive
+    ITEM = "item"              # a free line of a one-time invoice or credit note
+    INSTALMENT = "instalment"  # one share of a split invoice
+
+
+class PaymentMethod(str, enum.Enum):
+    CHECK = "check"
+    CASH = "cash"
+    WIRE = "wire"
+    ACH = "ach"      # a bank transfer made outside the processor
+    CARD = "card"    # through the processor
+    OTHER = "other"
+
+    @property
+    def label(self) -> str:
+        return {"check": "Check", "cash": "Cash", "wire": "Wire transfer", "ach": "ACH (outside Stripe)",
+                "card": "Card", "other": "Other"}[self.value]
+
+
+class CreditReason(str, enum.Enum):
+    OVERPAYMENT = "overpayment"
+    CREDIT_NOTE = "credit_note"
+    APPLIED = "applied"              # used on an invoice (negative entry)
+    RETURNED = "returned"            # an invoice that used credit was voided
+    NEGATIVE_INVOICE = "negative_invoice"
+
+
+class InstalmentPlan(Base):
+    """A one-time invoice split into monthly instalment invoices."""
+
+    __tablename__ = "instalment_plans"
+    __table_args__ = (CheckConstraint("instalments >= 2", name="at_least_two"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    title: Mapped[str] = mapped_column(String(NAME_MAX))
+    total_cents: Mapped[int] = mapped_column(Integer)
+    instalments: Mapped[int] = mapped_column(Integer)
+    first_month: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Invoice(Base):
+    """An invoice or credit note.  Drafts are editable and carry no number;
+    from issue on, only status, payments and credits change (house rule 7)."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        # One invoice per agreement and period, whatever the program does.
+        UniqueConstraint("agreement_id", "period_start", name="uq_invoices_agreement_period"),
+        UniqueConstraint("kind", "number_seq", name="uq_invoices_kind_number_seq"),
+        CheckConstraint("(status = 'draft') = (number IS NULL)", name="number_iff_issued"),
+        CheckConstraint("paid_cents >= 0 AND credited_cents >= 0 AND credit_applied_cents >= 0",
+                        name="settlements_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[InvoiceKind] = mapped_column(_enum(InvoiceKind, "invoice_kind"), default=InvoiceKind.INVOICE)
+    status: Mapped[InvoiceStatus] = mapped_column(
+        _enum(InvoiceStatus, "invoice_status"), default=InvoiceStatus.DRAFT, index=True)
+    number: Mapped[str | None] = mapped_column(String(50), unique=True, nullable=True)
+    number_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    title: Mapped[str] = mapped_column(String(NAME_MAX), default="")
+    agreement_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agreements.id", ondelete="RESTRICT"), nullable=True, index=True)
+    # The billing period (generated invoices) or the month an instalment falls due.
+    period_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True, index=True)
+    period_end: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    issue_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    due_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True, index=True)
+    tax_rate_percent: Mapped[Decimal] = mapped_column(ExactDecimal, default=Decimal(0))
+    subtotal_cents: Mapped[int] = mapped_column(Integer, default=0)
+    tax_cents: Mapped[int] = mapped_column(Integer, default=0)
+    total_cents: Mapped[int] = mapped_column(Integer, default=0)
+    # What settled the total: client credit used at issue, payments, credit notes.
+    credit_applied_cents: Mapped[int] = mapped_column(Integer, default=0)
+    paid_cents: Mapped[int] = mapped_column(Integer, default=0)
+    credited_cents: Mapped[int] = mapped_column(Integer, default=0)
+    memo: Mapped[str] = mapped_column(Text, default="")
+    # Who it was billed to, frozen at issue.
+    bill_to: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    credit_for_invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True, index=True)
+    instalment_plan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("instalment_plans.id", ondelete="RESTRICT"), nullable=True, index=True)
+    instalment_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status_reason: Mapped[str] = mapped_column(String(500), default="")
+    issued_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    client: Mapped[Client] = relationship()
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", cascade="all, delete-orphan", order_by="InvoiceLine.position")
+
+    @property
+    def balance_cents(self) -> int:
+        return self.total_cents - self.credit_applied_cents - self.paid_cents - self.credited_cents
+
+
+class InvoiceLine(Base):
+    """A line of an invoice.  Service and adjustment lines also record which
+    agreement line (series), billing period and days they cover, and the terms
+    that now stand billed for those days: the generator reads them back to
+    find what a later change leaves to adjust."""
+
+    __tablename__ = "invoice_lines"
+    __table_args__ = (Index("ix_invoice_lines_coverage", "agreement_id", "period_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    kind: Mapped[LineKind] = mapped_column(_enum(LineKind, "invoice_line_kind"), default=LineKind.ITEM)
+    description: Mapped[str] = mapped_column(String(500))
+    quantity_e4: Mapped[int] = mapped_column(Integer, default=QUANTITY_SCALE)
+    unit_price_cents: Mapped[int] = mapped_column(Integer, default=0)
+    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    taxable: Mapped[bool] = mapped_column(Boolean, default=True)
+    agreement_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    series: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    period_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    service_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    service_end: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    terms_quantity_e4: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    terms_unit_price_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+    @property
+    def quantity(self) -> Decimal:
+        return Decimal(self.quantity_e4) / QUANTITY_SCALE
+
+
+class Payment(Base):
+    """Money received.  Never edited or deleted; a mistake is undone by a refund."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint("applied_cents >= 0 AND applied_cents <= amount_cents", name="applied_within_amount"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True, index=True)
+    method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    # The part that paid the invoice; the rest became client credit.
+    applied_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3), default="USD")
+    received_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    reference: Mapped[str] = mapped_column(String(100), default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    client: Mapped[Client] = relationship()
+    invoice: Mapped[Invoice | None] = relationship()
+
+
+class ClientCredit(Base):
+    """The client credit ledger; the balance is the sum of amount_cents."""
+
+    __tablename__ = "client_credits"
+    __table_args__ = (CheckConstraint("amount_cents <> 0", name="amount_not_zero"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[CreditReason] = mapped_column(_enum(CreditReason, "credit_reason"))
+    invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True, index=True)
+    payment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("payments.id", ondelete="RESTRICT"), nullable=True)
+    memo: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class AuditEntry(Base):
