@@ -359,7 +359,7 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
     rows = session.execute(stmt).all()
     ids = [a.id for a, _ in rows]
     versions: dict[int, list[AgreementLine]] = defaultdict(list)
-    existing: set[tuple[int, dt.date]] = set()
+    existing: set[tuple[int | None, dt.date | None]] = set()
     for chunk in _chunks(ids):
         for v in session.scalars(select(AgreementLine).where(AgreementLine.agreement_id.in_(chunk))):
             versions[v.agreement_id].append(v)
