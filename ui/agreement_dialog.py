@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from PySide6.QtCore import QDate, Qt, Signal
-from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QCompleter,
@@ -16,13 +14,9 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFormLayout,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -37,14 +31,14 @@ from mspbill.agreements import (
     update_agreement,
 )
 from mspbill.clients import client_choices
-from mspbill.money import MoneyError, format_amount, line_amount_cents, parse_amount, parse_decimal
+from mspbill.money import format_amount
+from ui.lines_editor import COL_AMOUNT, COL_DESC, COL_PRICE, COL_QTY, COL_TAX, LineRow, LinesEditor
 from ui.ops import Ops
 from ui.widgets import ERROR_STYLE, FieldForm
 
-LINE_COLUMNS = ("Description", "Quantity", "Unit price", "Taxable", "Amount")
-COL_DESC, COL_QTY, COL_PRICE, COL_TAX, COL_AMOUNT = range(5)
+__all__ = ["AgreementDialog", "COL_AMOUNT", "COL_DESC", "COL_PRICE", "COL_QTY", "COL_TAX"]
+
 FREQUENCIES = (("Monthly", "monthly"), ("Quarterly", "quarterly"), ("Annual", "annual"))
-INVALID_BRUSH = QBrush(QColor("#f9dedc"))
 
 
 def _qdate(d: dt.date) -> QDate:
@@ -66,6 +60,7 @@ class AgreementDialog(QDialog):
         self._preset_client = client_id
         self._currency = "USD"
         self._currencies: dict[int, str] = {}
+        self._invoiced = False
         self.setWindowTitle("New agreement" if agreement_id is None else "Edit agreement")
         self.setMinimumSize(760, 560)
         self._build()
@@ -90,7 +85,7 @@ class AgreementDialog(QDialog):
         self.frequency = QComboBox()
         for label, value in FREQUENCIES:
             self.frequency.addItem(label, value)
-        self.frequency.currentIndexChanged.connect(lambda _i: self._recompute())
+        self.frequency.currentIndexChanged.connect(lambda _i: self.editor.recompute())
         f.add("frequency", "Bills", self.frequency)
         self.start = QDateEdit(_qdate(dt.date.today().replace(day=1)))
         self.start.setCalendarPopup(True)
@@ -110,32 +105,24 @@ class AgreementDialog(QDialog):
         er.addStretch()
         f.add("end_date", "End", end_row)
 
-        self.lines = QTableWidget(0, len(LINE_COLUMNS))
-        self.lines.setHorizontalHeaderLabels(LINE_COLUMNS)
-        header = self.lines.horizontalHeader()
-        header.setSectionResizeMode(COL_DESC, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((COL_QTY, 90), (COL_PRICE, 110), (COL_TAX, 70), (COL_AMOUNT, 120)):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Fixed)
-            self.lines.setColumnWidth(col, width)
-        self.lines.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.lines.verticalHeader().hide()
-        self.lines.itemChanged.connect(self._line_changed)
-        line_buttons = QHBoxLayout()
-        add, remove = QPushButton("Add line"), QPushButton("Remove line")
-        for button in (add, remove):
-            button.setAutoDefault(False)  # Enter saves the dialog, not "Add"
-        add.clicked.connect(lambda: self._add_line(LineDraft(quantity="1", unit_price="")))
-        remove.clicked.connect(self._remove_lines)
-        line_buttons.addWidget(add)
-        line_buttons.addWidget(remove)
-        line_buttons.addStretch()
-        self.total = QLabel()
-        self.total.setStyleSheet("font-weight: 600;")
-        line_buttons.addWidget(self.total)
-        self.line_errors = QLabel()
-        self.line_errors.setStyleSheet(ERROR_STYLE)
-        self.line_errors.setWordWrap(True)
-        self.line_errors.hide()
+        self.editor = LinesEditor(self._caption, LineRow("", "1", "", True))
+        self.lines = self.editor.table
+        self.line_errors = self.editor.errors
+        self.effective_note = QLabel(
+            "This agreement has been invoiced, so its client, start date and frequency are fixed. "
+            "Changed lines take effect from the date below; any period already invoiced is adjusted "
+            "on the next invoice (nobody re-sends the agreement).")
+        self.effective_note.setWordWrap(True)
+        self.effective_note.setStyleSheet("color: #5f6368;")
+        self.effective_note.hide()
+        eff = QWidget()
+        self.effective_form = FieldForm(QFormLayout(eff))
+        self.effective = QDateEdit(_qdate(dt.date.today()))
+        self.effective.setCalendarPopup(True)
+        self.effective.setDisplayFormat("yyyy-MM-dd")
+        self.effective_form.add("effective_date", "Line changes take effect from", self.effective)
+        self.effective_box = eff
+        eff.hide()
 
         self.notes = QPlainTextEdit()
         self.notes.setPlaceholderText("Internal notes")
@@ -152,16 +139,20 @@ class AgreementDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addWidget(top)
         layout.addWidget(QLabel("Lines billed every period"))
-        layout.addWidget(self.lines, 1)
-        layout.addLayout(line_buttons)
-        layout.addWidget(self.line_errors)
+        layout.addWidget(self.editor, 1)
+        layout.addWidget(self.effective_note)
+        layout.addWidget(self.effective_box)
         layout.addWidget(self.notes)
         layout.addWidget(self.summary)
         layout.addWidget(self.buttons)
 
     def _set_enabled(self, enabled: bool) -> None:
-        for w in (self.client, self.name, self.frequency, self.start, self.has_end, self.lines, self.notes):
+        for w in (self.client, self.name, self.frequency, self.start, self.has_end, self.editor, self.notes,
+                  self.effective):
             w.setEnabled(enabled)
+        if self._invoiced:
+            for w in (self.client, self.frequency, self.start):
+                w.setEnabled(False)
         self.end.setEnabled(enabled and self.has_end.isChecked())
         self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(enabled)
 
@@ -179,7 +170,7 @@ class AgreementDialog(QDialog):
             return
         if self._preset_client is not None:
             self._select_client(self._preset_client, "")
-        self._add_line(LineDraft("Managed workstations (per seat)", "1", ""))
+        self.editor.add_line(LineRow("Managed workstations (per seat)", "1", "", True))
         self._set_enabled(True)
 
     def _select_client(self, client_id: int, name: str) -> None:
@@ -202,75 +193,23 @@ class AgreementDialog(QDialog):
             self.end.setDate(_qdate(dt.date.fromisoformat(str(d.end_date))))
         self.notes.setPlainText(d.notes)
         for ln in d.lines:
-            self._add_line(ln)
+            self.editor.add_line(LineRow(ln.description, ln.quantity, ln.unit_price, ln.taxable, ln.series))
+        self._invoiced = detail.invoiced
+        self.effective_note.setVisible(detail.invoiced)
+        self.effective_box.setVisible(detail.invoiced)
         self._set_enabled(True)
 
     def _client_changed(self, _index: int) -> None:
         cid = self.client.currentData()
         self._currency = self._currencies.get(cid, "USD") if cid else "USD"
-        self._recompute()
+        self.editor.set_currency(self._currency)
 
-    # --- lines ---
-    def _add_line(self, ln: LineDraft) -> None:
-        self.lines.blockSignals(True)
-        r = self.lines.rowCount()
-        self.lines.insertRow(r)
-        self.lines.setItem(r, COL_DESC, QTableWidgetItem(ln.description))
-        for col, text in ((COL_QTY, ln.quantity), (COL_PRICE, ln.unit_price)):
-            item = QTableWidgetItem(text)
-            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.lines.setItem(r, col, item)
-        tax = QTableWidgetItem()
-        tax.setFlags(Qt.ItemFlag.ItemIsUserCheckable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-        tax.setCheckState(Qt.CheckState.Checked if ln.taxable else Qt.CheckState.Unchecked)
-        self.lines.setItem(r, COL_TAX, tax)
-        amount = QTableWidgetItem()
-        amount.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable)
-        amount.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.lines.setItem(r, COL_AMOUNT, amount)
-        self.lines.blockSignals(False)
-        self._recompute()
-
-    def _remove_lines(self) -> None:
-        for r in sorted({i.row() for i in self.lines.selectedIndexes()}, reverse=True):
-            self.lines.removeRow(r)
-        self._recompute()
-
-    def _line_changed(self, item: QTableWidgetItem) -> None:
-        if item.column() != COL_AMOUNT:
-            self._recompute()
-
-    def _cell(self, r: int, c: int) -> str:
-        item = self.lines.item(r, c)
-        return item.text() if item else ""
-
-    def _recompute(self) -> None:
-        """Show each line's amount as typed; a cell that is not a number shows why on save."""
-        self.lines.blockSignals(True)
-        total = 0
-        for r in range(self.lines.rowCount()):
-            amount_item = self.lines.item(r, COL_AMOUNT)
-            try:
-                cents = line_amount_cents(parse_decimal(self._cell(r, COL_QTY), what="quantity"),
-                                          parse_amount(self._cell(r, COL_PRICE), self._currency,
-                                                       allow_negative=True))
-                total += cents
-                text = format_amount(cents, self._currency)
-            except MoneyError:
-                text = "—"
-            if amount_item is not None:
-                amount_item.setText(text)
-        self.lines.blockSignals(False)
-        freq = self.frequency.currentText().lower()
-        self.total.setText(f"Total per period ({freq}): {format_amount(total, self._currency)}")
+    def _caption(self, total: int, currency: str) -> str:
+        return f"Total per period ({self.frequency.currentText().lower()}): {format_amount(total, currency)}"
 
     # --- saving ---
     def draft(self) -> AgreementDraft:
-        lines = []
-        for r in range(self.lines.rowCount()):
-            tax = self.lines.item(r, COL_TAX)
-            lines.append(LineDraft(self._cell(r, COL_DESC), self._cell(r, COL_QTY), self._cell(r, COL_PRICE),
-                                   tax is not None and tax.checkState() == Qt.CheckState.Checked))
+        lines = [LineDraft(r.description, r.quantity, r.unit_price, r.taxable, r.key) for r in self.editor.rows()]
         return AgreementDraft(
             client_id=self.client.currentData(), name=self.name.text(),
             start_date=_pydate(self.start.date()),
@@ -279,17 +218,10 @@ class AgreementDialog(QDialog):
 
     def show_issues(self, by_field: dict[str, list[str]]) -> None:
         self.form.show_issues(by_field)
-        for r in range(self.lines.rowCount()):
-            for col, key in ((COL_DESC, "description"), (COL_QTY, "quantity"), (COL_PRICE, "unit_price")):
-                item = self.lines.item(r, col)
-                if item is not None:
-                    bad = f"lines[{r}].{key}" in by_field
-                    item.setBackground(INVALID_BRUSH if bad else QBrush())
-        line_msgs = [m for k, v in by_field.items() if k.startswith("lines") for m in v]
-        self.line_errors.setText("\n".join(line_msgs))
-        self.line_errors.setVisible(bool(line_msgs))
-        other = [m for k, v in by_field.items()
-                 if k not in self.form.rows and not k.startswith("lines") for m in v]
+        self.effective_form.show_issues(by_field)
+        self.editor.show_issues(by_field)
+        known = set(self.form.rows) | set(self.effective_form.rows)
+        other = [m for k, v in by_field.items() if k not in known and not k.startswith("lines") for m in v]
         count = sum(len(v) for v in by_field.values())
         if count:
             self.summary.setText(f"Please correct {count} problem{'s' if count > 1 else ''} before saving."
@@ -300,11 +232,12 @@ class AgreementDialog(QDialog):
         draft = self.draft()
         self._set_enabled(False)
         agreement_id = self.agreement_id
+        effective = _pydate(self.effective.date()) if self._invoiced else None
 
         def work(session: Session) -> int:
             if agreement_id is None:
                 return create_agreement(session, draft).id
-            return update_agreement(session, agreement_id, draft).id
+            return update_agreement(session, agreement_id, draft, effective_date=effective).id
 
         self.ops.save_form(self, work, self._saved, show_issues=self.show_issues,
                            re_enable=lambda: self._set_enabled(True), label="Saving agreement")
