@@ -150,7 +150,8 @@ class GenerationPlan:
         if not self.invoices:
             return f"Nothing to generate for {self.month.label}."
         money = ", ".join(format_amount(t.total_cents, c) for c, t in self.totals_by_currency().items())
-        return f"{len(self.invoices)} invoice(s) for {self.month.label}, {money} in all."
+        n = len(self.invoices)
+        return f"{n} invoice{'s' if n != 1 else ''} for {self.month.label}, {money} in all."
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,12 @@ class CompanyForm(QWidget):
         self.pattern_example.setStyleSheet("color: #5f6368;")
         self.pattern.textChanged.connect(self._show_example)
         f.layout.addRow("", self.pattern_example)
+        self.credit_pattern = f.add("credit_note_number_pattern", "Credit note numbers", QLineEdit("CN-{n:06d}"))
+        self.credit_pattern.setToolTip("Credit notes are numbered on their own, gapless like invoices.")
         self.terms = f.add("default_payment_terms_days", "Default terms (days)", QLineEdit("30"))
+        self.discount = f.add("autopay_discount_percent", "Autopay discount (%)", QLineEdit("0"))
+        self.discount.setToolTip("Percent off generated invoices for clients on autopay, shown as its own line. "
+                                 "0 for none.")
 
         logo_row = QWidget()
         lr = QHBoxLayout(logo_row)
@@ -127,7 +132,9 @@ class CompanyForm(QWidget):
                               (self.postal, d.postal_code), (self.country, d.country), (self.email, d.email),
                               (self.phone, d.phone), (self.tax_id, d.tax_id),
                               (self.pattern, d.invoice_number_pattern),
-                              (self.terms, d.default_payment_terms_days)):
+                              (self.credit_pattern, d.credit_note_number_pattern),
+                              (self.terms, d.default_payment_terms_days),
+                              (self.discount, d.autopay_discount_percent)):
             editor.setText(value)
         self.currency.setCurrentText(d.currency)
         self._current_logo = snap.logo_png
@@ -173,7 +180,8 @@ class CompanyForm(QWidget):
             city=self.city.text(), region=self.region.text(), postal_code=self.postal.text(),
             country=self.country.text(), email=self.email.text(), phone=self.phone.text(),
             tax_id=self.tax_id.text(), currency=self.currency.currentText(),
-            invoice_number_pattern=self.pattern.text(), default_payment_terms_days=self.terms.text())
+            invoice_number_pattern=self.pattern.text(), default_payment_terms_days=self.terms.text(),
+            credit_note_number_pattern=self.credit_pattern.text(), autopay_discount_percent=self.discount.text())
 
     def show_issues(self, by_field: dict[str, list[str]]) -> None:
         self.form.show_issues(by_field)

@@ -24,7 +24,9 @@ from mspbill.company import CompanySnapshot, company_snapshot
 from mspbill.context import AppContext
 from ui.agreements_screen import AgreementsScreen
 from ui.clients_screen import ClientsScreen
+from ui.invoices_screen import InvoicesScreen
 from ui.ops import Ops
+from ui.payments_screen import PaymentsScreen
 from ui.screens import COMING, ComingScreen, DashboardScreen, SettingsScreen
 
 NAV = ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Month-end", "Reports", "Settings")
@@ -64,10 +66,13 @@ class MainWindow(QMainWindow):
         self.dashboard = DashboardScreen(ops)
         self.clients = ClientsScreen(ops, self.company_defaults)
         self.agreements = AgreementsScreen(ops)
+        self.invoices = InvoicesScreen(ops)
+        self.payments = PaymentsScreen(ops)
         self.settings = SettingsScreen(ops, ctx)
         self.screens: dict[str, QWidget] = {
             "Dashboard": self.dashboard, "Clients": self.clients, "Agreements": self.agreements,
-            "Settings": self.settings}
+            "Invoices": self.invoices, "Payments": self.payments, "Settings": self.settings}
+        self._lists = (self.clients, self.agreements, self.invoices, self.payments)
         for name, text in COMING.items():
             self.screens[name] = ComingScreen(name, text)
         self.stack = QStackedWidget()
@@ -101,8 +106,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Database: {ctx.db.describe()}")
         ops.busy_changed.connect(lambda busy: self.busy_label.setText("Working…" if busy else ""))
 
-        self.clients.changed.connect(self._data_changed)
-        self.agreements.changed.connect(self._data_changed)
+        for screen in self._lists:
+            screen.changed.connect(self._data_changed)
+        self.payments.open_invoice.connect(self.invoices.open_invoice)
         self.settings.company.saved.connect(self.reload_company)
         self._build_menus()
         self.restore_geometry()
@@ -118,10 +124,17 @@ class MainWindow(QMainWindow):
         new_client.triggered.connect(lambda: self._new_in("Clients"))
         new_agreement = QAction("New &agreement…", self)
         new_agreement.triggered.connect(lambda: self._new_in("Agreements"))
+        new_invoice = QAction("New one-time &invoice…", self)
+        new_invoice.triggered.connect(lambda: self._new_in("Invoices"))
+        generate = QAction("&Generate period…", self)
+        generate.setShortcut(QKeySequence("Ctrl+G"))
+        generate.triggered.connect(lambda: (self.go("Invoices"), self.invoices.open_generate()))
+        record = QAction("&Record payment…", self)
+        record.triggered.connect(lambda: (self.go("Payments"), self.payments.record_payment()))
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
-        for a in (new_client, new_agreement):
+        for a in (new_client, new_agreement, new_invoice, generate, record):
             file_menu.addAction(a)
         file_menu.addSeparator()
         file_menu.addAction(quit_action)
@@ -145,7 +158,10 @@ class MainWindow(QMainWindow):
 
     def _new_in(self, name: str) -> None:
         self.go(name)
-        (self.clients if name == "Clients" else self.agreements).new_item()
+        if name == "Invoices":
+            self.invoices.new_one_time()
+        else:
+            (self.clients if name == "Clients" else self.agreements).new_item()
 
     # --- navigation ---
     def go(self, name: str) -> None:
@@ -162,14 +178,14 @@ class MainWindow(QMainWindow):
         screen = self.screens[name]
         if screen is self.dashboard:
             self.dashboard.reload()
-        elif screen is self.clients or screen is self.agreements:
+        elif screen in self._lists:
             screen.ensure_loaded()  # type: ignore[attr-defined]
         elif screen is self.settings:
             self.settings.reload()
 
     def _data_changed(self) -> None:
         # One screen's change can show on another (counts, values); reload them lazily.
-        for screen in (self.clients, self.agreements):
+        for screen in self._lists:
             if not screen.isVisible():
                 screen.mark_stale()
         self.dashboard.reload()

@@ -117,11 +117,6 @@ class ComingScreen(QWidget):
 
 
 COMING = {
-    "Invoices": "<p>Generate a period's invoices from every agreement (with a preview first), "
-                "issue, void and credit them, and print or e-mail PDF invoices.</p>"
-                "<p><i>Coming in the next release.</i></p>",
-    "Payments": "<p>Record checks, cash and wires by hand; see every card and ACH payment, refund, "
-                "and client credit.</p><p><i>Coming in the next release.</i></p>",
     "Month-end": "<p>One button that invoices every agreement and charges every autopay client's "
                  "saved card or bank account through Stripe — with a preview of who is invoiced, who is "
                  "charged and who is left out, and a clear account of every failure.</p>"

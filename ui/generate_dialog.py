@@ -1,0 +1,154 @@
+"""Generate a period: preview what would be created (and what is left out, and
+why), then create the drafts, optionally issuing them at once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session
+
+from mspbill.generation import GenerationPlan, GenerationResult, generate_period, plan_period
+from mspbill.invoicing import issue_month
+from mspbill.money import format_amount
+from mspbill.periods import Month
+from ui.invoice_dialog import _fill, _table
+from ui.ops import Ops
+
+
+def default_month(today: dt.date) -> Month:
+    """Billing is in advance: late in a month, the office is preparing the next one."""
+    now = Month.of(today)
+    return now.shift(1) if today.day >= 15 else now
+
+
+class GenerateDialog(QDialog):
+    generated = Signal(str, str)  # the month ("YYYY-MM") and what was done, in words
+    previewed = Signal()
+
+    def __init__(self, ops: Ops, parent: QWidget | None = None, *, today: dt.date | None = None):
+        super().__init__(parent)
+        self.ops = ops
+        self.plan: GenerationPlan | None = None
+        self.setWindowTitle("Generate a period's invoices")
+        self.setMinimumSize(900, 600)
+        today = today or dt.date.today()
+        layout = QVBoxLayout(self)
+        intro = QLabel("Every active agreement due in the period gets one draft invoice, billed in advance; "
+                       "starts, ends and mid-period changes are prorated by day. Running a period again "
+                       "creates only what is missing.")
+        intro.setWordWrap(True)
+        layout.addWidget(intro)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Period"))
+        self.period = QComboBox()
+        now = Month.of(today)
+        for k in range(-3, 4):
+            m = now.shift(k)
+            self.period.addItem(m.label, str(m))
+        self.period.setCurrentIndex(self.period.findData(str(default_month(today))))
+        self.period.currentIndexChanged.connect(lambda _i: self.preview())
+        row.addWidget(self.period)
+        row.addStretch()
+        layout.addLayout(row)
+        self.summary = QLabel("Working out the preview…")
+        self.summary.setStyleSheet("font-size: 15px; font-weight: 600;")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+        self.tabs = QTabWidget()
+        self.create_table = _table(("Client", "Invoice", "Notes", "Subtotal", "Tax", "Total"), right=(3, 4, 5))
+        header = self.create_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((0, 230), (2, 150), (3, 100), (4, 80), (5, 100)):
+            self.create_table.setColumnWidth(col, width)
+        self.left_out_table = _table(("Client", "Agreement", "Why not"))
+        self.left_out_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.left_out_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.left_out_table.setColumnWidth(0, 230)
+        self.left_out_table.setColumnWidth(1, 260)
+        self.tabs.addTab(self.create_table, "To create")
+        self.tabs.addTab(self.left_out_table, "Left out")
+        layout.addWidget(self.tabs, 1)
+        self.issue_now = QCheckBox("Issue this period's drafts straight away (numbers and due dates assigned today)")
+        layout.addWidget(self.issue_now)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
+        self.create_button = self.buttons.addButton("Create", QDialogButtonBox.ButtonRole.AcceptRole)
+        self.create_button.setEnabled(False)
+        self.buttons.accepted.connect(self.create)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+        self.preview()
+
+    def month(self) -> Month:
+        text = self.period.currentData()
+        return Month(int(text[:4]), int(text[5:]))
+
+    def preview(self) -> None:
+        month = self.month()
+        self.create_button.setEnabled(False)
+        self.summary.setText(f"Working out {month.label}…")
+        self.ops.read(self, lambda s: plan_period(s, month), self._show, label="Previewing period")
+
+    def _show(self, plan: GenerationPlan) -> None:
+        if plan.month != self.month():
+            return  # the user picked another period meanwhile; its preview follows
+        self.plan = plan
+        text = plan.summary()
+        if plan.invoices:
+            totals = plan.totals_by_currency()
+            text += " Subtotal " + ", ".join(format_amount(t.subtotal_cents, c) for c, t in totals.items())
+            text += ", tax " + ", ".join(format_amount(t.tax_cents, c) for c, t in totals.items()) + "."
+        if plan.instalments_due:
+            text += f" {plan.instalments_due} instalment(s) also fall due this month (issued with the period)."
+        self.summary.setText(text)
+        _fill(self.create_table, [[inv.client_name, inv.title, inv.notes,
+                                   format_amount(inv.totals.subtotal_cents, inv.currency),
+                                   format_amount(inv.totals.tax_cents, inv.currency),
+                                   format_amount(inv.totals.total_cents, inv.currency)] for inv in plan.invoices])
+        _fill(self.left_out_table, [[x.client_name, x.agreement_name, x.reason] for x in plan.left_out])
+        self.tabs.setTabText(0, f"To create ({len(plan.invoices)})")
+        self.tabs.setTabText(1, f"Left out ({len(plan.left_out)})")
+        count = len(plan.invoices)
+        self.create_button.setText(f"Create {count} draft{'s' if count != 1 else ''}" if count else "Nothing to create")
+        self.create_button.setEnabled(count > 0 or (self.issue_now.isChecked() and plan.instalments_due > 0))
+        self.previewed.emit()
+
+    def create(self) -> None:
+        month = self.month()
+        issue = self.issue_now.isChecked()
+        self.create_button.setEnabled(False)
+
+        def work(session: Session) -> tuple[GenerationResult, list[str]]:
+            result = generate_period(session, month)
+            numbers = issue_month(session, month) if issue else []
+            return result, numbers
+
+        self.ops.write(self, work, self._created, on_failure=self._failed, label="Generating invoices")
+
+    def _failed(self, _exc: BaseException) -> bool:
+        self.create_button.setEnabled(True)
+        return False  # the error dialog explains
+
+    def _created(self, outcome: tuple[GenerationResult, list[str]]) -> None:
+        result, numbers = outcome
+        text = f"Created {result.created} draft invoice{'s' if result.created != 1 else ''} for {result.plan.month.label}."
+        if numbers:
+            text += f"\nIssued {len(numbers)}: {numbers[0]} to {numbers[-1]}."
+        elif result.created:
+            text += "\nThey are drafts: review them on the Invoices screen, then Issue."
+        self.result_text = text
+        self.accept()
+        self.generated.emit(str(result.plan.month), text)

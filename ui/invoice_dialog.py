@@ -1,0 +1,296 @@
+"""One invoice: who it bills, its lines and totals, payments, credit notes and history,
+with the actions its state allows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mspbill.invoicing import InvoiceDetail, invoice_detail
+from mspbill.money import format_amount, format_decimal
+from mspbill.periods import Month
+from ui import invoice_actions as actions
+from ui.invoice_actions import InvoiceRef
+from ui.invoices_screen import status_text
+from ui.ops import Ops
+
+STATUS_COLORS = {"draft": "#5f6368", "open": "#1a73e8", "paid": "#188038", "void": "#5f6368",
+                 "uncollectible": "#b3261e"}
+
+
+def _table(headers: tuple[str, ...], right: tuple[int, ...] = ()) -> QTableWidget:
+    t = QTableWidget(0, len(headers))
+    t.setHorizontalHeaderLabels(headers)
+    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    t.verticalHeader().hide()
+    t.setAlternatingRowColors(True)
+    t.setWordWrap(False)
+    t.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+    t.setProperty("right_columns", right)
+    return t
+
+
+def _fill(t: QTableWidget, rows: list[list[str]]) -> None:
+    right = t.property("right_columns") or ()
+    t.setRowCount(len(rows))
+    for r, cells in enumerate(rows):
+        for c, text in enumerate(cells):
+            item = QTableWidgetItem(text)
+            if c in right:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            t.setItem(r, c, item)
+
+
+class InvoiceDialog(QDialog):
+    changed = Signal(int)
+    loaded = Signal()
+
+    def __init__(self, ops: Ops, invoice_id: int, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ops = ops
+        self.invoice_id = invoice_id
+        self.detail: InvoiceDetail | None = None
+        self.setWindowTitle("Invoice")
+        self.setMinimumSize(820, 640)
+        self._build()
+        self.reload()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        head = QHBoxLayout()
+        self.title = QLabel("Loading…")
+        self.title.setStyleSheet("font-size: 20px; font-weight: 600;")
+        self.status = QLabel()
+        self.status.setStyleSheet("font-size: 13px; padding: 2px 8px; border-radius: 8px;")
+        head.addWidget(self.title)
+        head.addWidget(self.status)
+        head.addStretch()
+        layout.addLayout(head)
+        self.subtitle = QLabel()
+        self.subtitle.setStyleSheet("color: #5f6368;")
+        self.subtitle.setWordWrap(True)
+        layout.addWidget(self.subtitle)
+
+        info = QHBoxLayout()
+        self.bill_to = QLabel()
+        self.bill_to.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.bill_to.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.dates = QLabel()
+        self.dates.setAlignment(Qt.AlignmentFlag.AlignTop)
+        info.addWidget(self.bill_to, 1)
+        info.addWidget(self.dates, 1)
+        layout.addLayout(info)
+
+        self.lines = _table(("Description", "Quantity", "Unit price", "Amount", "Tax"), right=(1, 2, 3))
+        for col, width in ((1, 80), (2, 100), (3, 110), (4, 40)):
+            self.lines.setColumnWidth(col, width)
+        layout.addWidget(self.lines, 2)
+
+        self.totals_box = QWidget()
+        self.totals = QGridLayout(self.totals_box)
+        self.totals.setContentsMargins(0, 0, 0, 0)
+        self.totals.setColumnStretch(0, 1)
+        row = QHBoxLayout()
+        self.reason = QLabel()
+        self.reason.setWordWrap(True)
+        self.reason.setStyleSheet("color: #b3261e;")
+        self.reason.setAlignment(Qt.AlignmentFlag.AlignTop)
+        row.addWidget(self.reason, 1)
+        row.addWidget(self.totals_box)
+        layout.addLayout(row)
+
+        self.tabs = QTabWidget()
+        self.payments = _table(("Received", "Method", "Reference", "Amount", "Applied"), right=(3, 4))
+        self.payments.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.payments.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.credit_notes = _table(("Credit note", "Issued", "Amount"), right=(2,))
+        self.history = _table(("When", "Who", "What"))
+        self.history.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        self.history.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.history.setColumnWidth(0, 140)
+        self.tabs.addTab(self.payments, "Payments")
+        self.tabs.addTab(self.credit_notes, "Credit notes")
+        self.tabs.addTab(self.history, "History")
+        layout.addWidget(self.tabs, 1)
+
+        buttons = QHBoxLayout()
+        self.issue_button = QPushButton("Issue…")
+        self.edit_button = QPushButton("Edit…")
+        self.pay_button = QPushButton("Record payment…")
+        self.credit_button = QPushButton("Credit note…")
+        self.write_off_button = QPushButton("Write off…")
+        self.void_button = QPushButton("Void…")
+        self.delete_button = QPushButton("Delete draft")
+        self.close_button = QPushButton("Close")
+        wiring: list[tuple[QPushButton, Callable[[], object]]] = [
+            (self.issue_button, self._issue), (self.edit_button, self._edit),
+            (self.pay_button, lambda: self._act(actions.record_payment)),
+            (self.credit_button, lambda: self._act(actions.credit)),
+            (self.write_off_button, lambda: self._act(actions.write_off)),
+            (self.void_button, lambda: self._act(actions.void)),
+            (self.delete_button, self._delete)]
+        for button, handler in wiring:
+            button.setAutoDefault(False)
+            button.clicked.connect(lambda _c=False, h=handler: h())
+            buttons.addWidget(button)
+        buttons.addStretch()
+        self.close_button.clicked.connect(self.accept)
+        buttons.addWidget(self.close_button)
+        layout.addLayout(buttons)
+        self._set_actions(None)
+
+    # --- data ---
+    def reload(self) -> None:
+        invoice_id = self.invoice_id
+        self.ops.read(self, lambda s: invoice_detail(s, invoice_id), self._show, label="Loading invoice")
+
+    def _show(self, d: InvoiceDetail) -> None:
+        self.detail = d
+        r = d.row
+        cur = r.currency
+        is_note = r.kind == "credit_note"
+        name = r.number or "Draft invoice"
+        self.title.setText(name)
+        self.setWindowTitle(f"{'Credit note' if is_note else 'Invoice'} {r.number or '(draft)'} — {r.client_name}")
+        label = status_text(r) if not is_note else "Applied"
+        color = "#b3261e" if r.overdue else STATUS_COLORS.get(r.status, "#5f6368")
+        self.status.setText(label)
+        self.status.setStyleSheet(f"font-size: 13px; padding: 2px 8px; border-radius: 8px; color: white; "
+                                  f"background: {color};")
+        sub = [r.title]
+        if d.instalment:
+            sub.append(d.instalment)
+        if d.credit_for:
+            sub.append(f"Credits invoice {d.credit_for}")
+        if d.memo and not is_note:
+            sub.append(d.memo)
+        self.subtitle.setText(" · ".join(x for x in sub if x))
+        bt = d.bill_to
+        self.bill_to.setText("<b>Bill to</b><br>" + "<br>".join(
+            _html(x) for x in [bt.get("name", ""), *bt.get("address", []), ", ".join(bt.get("emails", []))] if x))
+        facts = []
+        if r.issue_date:
+            facts.append(f"Issued {r.issue_date.isoformat()}")
+        if r.due_date and not is_note:
+            facts.append(f"Due {r.due_date.isoformat()}")
+        if r.period_start:
+            end = d.period_end.isoformat() if d.period_end else ""
+            facts.append(f"Period {r.period_start.isoformat()} – {end}" if end else
+                         f"Period {Month.of(r.period_start).label}")
+        if r.status == "draft":
+            facts.append("Not issued yet: no number; the due date is set at issue.")
+        self.dates.setText("<br>".join(_html(f) for f in facts))
+        _fill(self.lines, [[ln.description, format_decimal(ln.quantity), format_amount(ln.unit_price_cents, cur),
+                            format_amount(ln.amount_cents, cur), "✓" if ln.taxable else ""] for ln in d.lines])
+        self.lines.resizeRowsToContents()
+        self._totals(d)
+        self.reason.setText(f"{r.status.capitalize()}: {d.status_reason}" if d.status_reason and not is_note else "")
+        _fill(self.payments, [[p.received_on.isoformat(), p.method, p.reference, format_amount(p.amount_cents, cur),
+                               format_amount(p.applied_cents, cur)] for p in d.payments])
+        _fill(self.credit_notes, [[n.display_number, n.issue_date.isoformat() if n.issue_date else "",
+                                   format_amount(n.total_cents, n.currency)] for n in d.credit_notes])
+        _fill(self.history, [[h.at.astimezone().strftime("%Y-%m-%d %H:%M"), h.actor, h.summary] for h in d.history])
+        self.tabs.setTabText(0, f"Payments ({len(d.payments)})")
+        self.tabs.setTabText(1, f"Credit notes ({len(d.credit_notes)})")
+        self.tabs.setTabText(2, f"History ({len(d.history)})")
+        self._set_actions(d)
+        self.loaded.emit()
+
+    def _totals(self, d: InvoiceDetail) -> None:
+        while self.totals.count():
+            item = self.totals.takeAt(0)
+            if item is not None and item.widget() is not None:
+                item.widget().deleteLater()  # type: ignore[union-attr]
+        cur = d.row.currency
+        rows = [("Subtotal", d.subtotal_cents, False), (f"Tax ({format_decimal(d.tax_rate_percent)}%)",
+                                                       d.tax_cents, False), ("Total", d.row.total_cents, True)]
+        if d.row.kind == "invoice":
+            for label, cents in (("Client credit applied", d.credit_applied_cents), ("Paid", d.paid_cents),
+                                 ("Credited", d.credited_cents)):
+                if cents:
+                    rows.append((label, -cents, False))
+            if d.row.status in ("open", "uncollectible", "paid"):
+                rows.append(("Balance due", d.row.balance_cents, True))
+        for i, (label, cents, bold) in enumerate(rows):
+            left, right = QLabel(label), QLabel(format_amount(cents, cur))
+            right.setAlignment(Qt.AlignmentFlag.AlignRight)
+            right.setMinimumWidth(120)
+            if bold:
+                for w in (left, right):
+                    w.setStyleSheet("font-weight: 600;")
+            self.totals.addWidget(left, i, 1)
+            self.totals.addWidget(right, i, 2)
+
+    def _set_actions(self, d: InvoiceDetail | None) -> None:
+        ref = self.ref()
+        self.issue_button.setVisible(ref is not None and actions.can_issue(ref))
+        self.edit_button.setVisible(d is not None and d.editable)
+        self.pay_button.setVisible(ref is not None and actions.can_pay(ref) and ref.status != "paid")
+        self.credit_button.setVisible(ref is not None and actions.can_credit(ref))
+        self.write_off_button.setVisible(ref is not None and actions.can_write_off(ref))
+        self.void_button.setVisible(ref is not None and actions.can_void(ref))
+        self.delete_button.setVisible(ref is not None and ref.status == "draft")
+
+    def ref(self) -> InvoiceRef | None:
+        if self.detail is None:
+            return None
+        return InvoiceRef.of(self.detail.row)
+
+    # --- actions ---
+    def _after(self) -> None:
+        self.reload()
+        self.changed.emit(self.invoice_id)
+
+    def _act(self, action: Callable[..., object]) -> object:
+        ref = self.ref()
+        return action(self.ops, self, ref, self._after) if ref is not None else None
+
+    def _issue(self) -> object:
+        ref = self.ref()
+        if ref is None:
+            return None
+        return actions.issue(self.ops, self, [ref], lambda _n: self._after())
+
+    def _delete(self) -> None:
+        ref = self.ref()
+        if ref is None:
+            return
+
+        def gone() -> None:
+            self.changed.emit(self.invoice_id)
+            self.accept()
+
+        actions.delete(self.ops, self, ref, gone)
+
+    def _edit(self) -> QWidget:
+        from ui.one_time_dialog import OneTimeInvoiceDialog
+
+        dialog = OneTimeInvoiceDialog(self.ops, self, invoice_id=self.invoice_id)
+        dialog.saved.connect(self._edited)
+        dialog.open()
+        return dialog
+
+    def _edited(self, invoice_id: int) -> None:
+        # Splitting into instalments replaces the draft: follow the first instalment.
+        self.invoice_id = invoice_id
+        self._after()
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,350 @@
+"""Invoices: every invoice and credit note, filtered by status, client and period,
+with balances and what is overdue; generate a period, write a one-time invoice,
+and act on the selection."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QCompleter,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session
+
+from mspbill.clients import client_choices
+from mspbill.invoicing import InvoiceRow, list_invoices
+from mspbill.money import format_amount
+from mspbill.periods import Month
+from ui import invoice_actions as actions
+from ui.invoice_actions import InvoiceRef
+from ui.ops import Ops
+from ui.table import Column, SnapshotTableModel
+from ui.widgets import heading
+
+STATUS_FILTERS: tuple[tuple[str, str | None], ...] = (
+    ("All invoices", None), ("Drafts", "draft"), ("Unpaid", "unpaid"), ("Overdue", "overdue"),
+    ("Paid", "paid"), ("Void", "void"), ("Uncollectible", "uncollectible"), ("Credit notes", "credit_note"))
+OVERDUE_COLOR = QColor("#b3261e")
+
+
+def status_text(r: InvoiceRow) -> str:
+    if r.kind == "credit_note":
+        return "Credit note"
+    if r.overdue:
+        return f"Overdue {r.overdue_days} day{'s' if r.overdue_days != 1 else ''}"
+    if r.status == "open" and r.balance_cents < r.total_cents:
+        return "Part paid"
+    return r.status.capitalize()
+
+
+def period_text(r: InvoiceRow) -> str:
+    return Month.of(r.period_start).label if r.period_start else "—"
+
+
+INVOICE_COLUMNS: list[Column[InvoiceRow]] = [
+    Column("Number", lambda r: r.display_number, lambda r: (r.number is None, r.number or "", -r.id)),
+    Column("Client", lambda r: r.client_name, lambda r: r.client_name.casefold()),
+    Column("Title", lambda r: r.title, lambda r: r.title.casefold(), tooltip=lambda r: r.title),
+    Column("Issued", lambda r: r.issue_date.isoformat() if r.issue_date else "—",
+           lambda r: r.issue_date or dt.date.max),
+    Column("Due", lambda r: r.due_date.isoformat() if r.due_date else "—", lambda r: r.due_date or dt.date.max),
+    Column("Total", lambda r: format_amount(r.total_cents, r.currency), lambda r: r.total_cents, align_right=True),
+    Column("Balance", lambda r: format_amount(r.balance_cents, r.currency) if r.status in ("open", "uncollectible")
+           else "—", lambda r: r.balance_cents if r.status in ("open", "uncollectible") else -1, align_right=True),
+    Column("Status", status_text, lambda r: (r.status, -r.overdue_days), muted=lambda r: r.status == "void"),
+]
+
+
+class _Model(SnapshotTableModel[InvoiceRow]):
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):  # type: ignore[no-untyped-def]
+        if role == Qt.ItemDataRole.ForegroundRole and index.isValid():
+            row = self.row_at(index.row())
+            if row.overdue and self.columns[index.column()].title in ("Status", "Due", "Balance"):
+                return OVERDUE_COLOR
+        return super().data(index, role)
+
+
+def recent_months(today: dt.date, back: int = 24, ahead: int = 3) -> list[Month]:
+    now = Month.of(today)
+    return [now.shift(k) for k in range(ahead, -back - 1, -1)]
+
+
+class InvoicesScreen(QWidget):
+    changed = Signal()
+    loaded = Signal(int)
+
+    def __init__(self, ops: Ops, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ops = ops
+        self.model = _Model(INVOICE_COLUMNS, lambda r: f"{r.number or ''}\n{r.client_name}\n{r.title}", self)
+        self._loaded_once = False
+        self._clients_loaded = False
+        self._pending_select: int | None = None
+        self._build()
+
+    # --- building ---
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(heading("Invoices"))
+        top.addStretch()
+        self.generate_button = QPushButton("Generate period…")
+        self.generate_button.setToolTip("Create this period's invoices from every agreement, after a preview")
+        self.generate_button.clicked.connect(lambda: self.open_generate())
+        self.one_time_button = QPushButton("New one-time invoice…")
+        self.one_time_button.clicked.connect(lambda: self.new_one_time())
+        top.addWidget(self.generate_button)
+        top.addWidget(self.one_time_button)
+        layout.addLayout(top)
+
+        bar = QHBoxLayout()
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search by number, client or title")
+        self.search.setClearButtonEnabled(True)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(120)
+        self._debounce.timeout.connect(self.apply_filter)
+        self.search.textChanged.connect(lambda _t: self._debounce.start())
+        bar.addWidget(self.search, 1)
+        self.status = QComboBox()
+        for label, value in STATUS_FILTERS:
+            self.status.addItem(label, value)
+        self.status.setCurrentIndex(0)
+        self.client = QComboBox()
+        self.client.setEditable(True)
+        self.client.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.client.setMinimumWidth(200)
+        completer = self.client.completer()
+        if completer is not None:
+            completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+            completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.client.addItem("All clients", None)
+        self.period = QComboBox()
+        self.period.addItem("Any period", None)
+        for m in recent_months(dt.date.today()):
+            self.period.addItem(m.label, str(m))
+        for combo in (self.status, self.client, self.period):
+            combo.currentIndexChanged.connect(lambda _i: self.reload())
+            bar.addWidget(combo)
+        layout.addLayout(bar)
+        self.notice = QLabel()
+        self.notice.setStyleSheet("background: #e6f4ea; color: #0d652d; padding: 6px 10px; border-radius: 4px;")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        layout.addWidget(self.notice)
+
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(26)
+        header = self.table.horizontalHeader()
+        header.setHighlightSections(False)
+        # The title names the period ("Managed IT services — November 2026"), so no Period column.
+        for col, width in enumerate((105, 210, 260, 90, 90, 100, 100, 130)):
+            self.table.setColumnWidth(col, width)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.doubleClicked.connect(lambda _i: self.open_selected())
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        self.model.modelReset.connect(self._update_buttons)
+        self.model.layoutChanged.connect(self._update_buttons)
+        layout.addWidget(self.table, 1)
+
+        actions_bar = QHBoxLayout()
+        self.open_button = QPushButton("Open…")
+        self.issue_button = QPushButton("Issue…")
+        self.pay_button = QPushButton("Record payment…")
+        self.credit_button = QPushButton("Credit note…")
+        self.void_button = QPushButton("Void…")
+        self.delete_button = QPushButton("Delete draft")
+        handlers: list[tuple[QPushButton, Callable[[], object]]] = [
+            (self.open_button, self.open_selected), (self.issue_button, self.issue_selected),
+            (self.pay_button, lambda: self._act(actions.record_payment)),
+            (self.credit_button, lambda: self._act(actions.credit)),
+            (self.void_button, lambda: self._act(actions.void)),
+            (self.delete_button, lambda: self._act(actions.delete))]
+        for button, handler in handlers:
+            button.clicked.connect(lambda _c=False, h=handler: h())
+            actions_bar.addWidget(button)
+        actions_bar.addStretch()
+        self.count_label = QLabel()
+        actions_bar.addWidget(self.count_label)
+        layout.addLayout(actions_bar)
+        self._update_buttons()
+
+    # --- data ---
+    def ensure_loaded(self) -> None:
+        if not self._loaded_once:
+            self.reload()
+
+    def mark_stale(self) -> None:
+        self._loaded_once = False
+
+    def filters(self) -> dict[str, object]:
+        status = self.status.currentData()
+        period = self.period.currentData()
+        return {
+            "status": status if status not in ("overdue", "credit_note") else None,
+            "overdue_only": status == "overdue",
+            "kind": "credit_note" if status == "credit_note" else None,
+            "client_id": self.client.currentData(),
+            "month": Month(int(period[:4]), int(period[5:])) if period else None,
+        }
+
+    def reload(self, select_id: int | None = None) -> None:
+        if select_id is not None:
+            self._pending_select = select_id
+        if not self._clients_loaded:
+            self._clients_loaded = True
+            self.ops.read(self, client_choices, self._fill_clients, label="Loading clients")
+        f = self.filters()
+        if not self._loaded_once:
+            self.count_label.setText("Loading invoices…")
+
+        def fetch(session: Session) -> list[InvoiceRow]:
+            return list_invoices(session, **f)  # type: ignore[arg-type]
+
+        self.ops.read(self, fetch, self._loaded, label="Loading invoices")
+
+    def _fill_clients(self, choices: list[tuple[int, str, str]]) -> None:
+        self.client.blockSignals(True)
+        current = self.client.currentData()
+        while self.client.count() > 1:
+            self.client.removeItem(1)
+        for cid, name, _currency in choices:
+            self.client.addItem(name, cid)
+        idx = self.client.findData(current)
+        self.client.setCurrentIndex(max(0, idx))
+        self.client.blockSignals(False)
+
+    def _loaded(self, rows: list[InvoiceRow]) -> None:
+        self._loaded_once = True
+        self.model.set_rows(rows)
+        self.apply_filter()
+        if self._pending_select is not None:
+            row = self.model.find_row(lambda r: r.id == self._pending_select)
+            if row >= 0:
+                self.table.selectRow(row)
+                self.table.scrollTo(self.model.index(row, 0))
+            self._pending_select = None
+        self.loaded.emit(len(rows))
+
+    def apply_filter(self) -> None:
+        self.model.set_filter_text(self.search.text())
+        rows = self.model.visible_rows()
+        balances: dict[str, int] = {}
+        overdue: dict[str, int] = {}
+        for r in rows:
+            if r.status in ("open",):
+                balances[r.currency] = balances.get(r.currency, 0) + r.balance_cents
+                if r.overdue:
+                    overdue[r.currency] = overdue.get(r.currency, 0) + r.balance_cents
+        total = self.model.total_count()
+        text = f"{len(rows)} invoice{'s' if len(rows) != 1 else ''}"
+        if len(rows) != total:
+            text = f"{len(rows)} of {total} invoices"
+        if balances:
+            text += " · unpaid " + ", ".join(format_amount(v, c) for c, v in balances.items())
+        if overdue:
+            text += " · overdue " + ", ".join(format_amount(v, c) for c, v in overdue.items())
+        self.count_label.setText(text)
+        self._update_buttons()
+
+    def selected_rows(self) -> list[InvoiceRow]:
+        return [self.model.row_at(i.row()) for i in self.table.selectionModel().selectedRows()]
+
+    def select_id(self, invoice_id: int) -> None:
+        row = self.model.find_row(lambda r: r.id == invoice_id)
+        if row >= 0:
+            self.table.selectRow(row)
+
+    def _update_buttons(self, *_args: object) -> None:
+        refs = [InvoiceRef.of(r) for r in self.selected_rows()]
+        one = refs[0] if len(refs) == 1 else None
+        self.open_button.setEnabled(one is not None)
+        drafts = [r for r in refs if actions.can_issue(r)]
+        self.issue_button.setEnabled(bool(drafts) and len(drafts) == len(refs))
+        self.issue_button.setText(f"Issue {len(drafts)}…" if len(drafts) > 1 else "Issue…")
+        self.pay_button.setEnabled(one is not None and actions.can_pay(one))
+        self.credit_button.setEnabled(one is not None and actions.can_credit(one))
+        self.void_button.setEnabled(one is not None and actions.can_void(one))
+        self.delete_button.setEnabled(one is not None and one.status == "draft")
+
+    # --- actions ---
+    def after_change(self, select_id: int | None = None) -> None:
+        self.reload(select_id=select_id)
+        self.changed.emit()
+
+    def _act(self, action: Callable[..., object]) -> object:
+        rows = self.selected_rows()
+        if len(rows) != 1:
+            return None
+        ref = InvoiceRef.of(rows[0])
+        return action(self.ops, self, ref, lambda: self.after_change(ref.id))
+
+    def issue_selected(self) -> object:
+        refs = [InvoiceRef.of(r) for r in self.selected_rows()]
+        if not refs:
+            return None
+        first = refs[0].id
+        return actions.issue(self.ops, self, refs, lambda _numbers: self.after_change(first))
+
+    def open_selected(self) -> QWidget | None:
+        rows = self.selected_rows()
+        return self.open_invoice(rows[0].id) if rows else None
+
+    def open_invoice(self, invoice_id: int) -> QWidget:
+        from ui.invoice_dialog import InvoiceDialog
+
+        dialog = InvoiceDialog(self.ops, invoice_id, self)
+        dialog.changed.connect(self.after_change)
+        dialog.open()
+        return dialog
+
+    def open_generate(self) -> QWidget:
+        from ui.generate_dialog import GenerateDialog
+
+        dialog = GenerateDialog(self.ops, self)
+        dialog.generated.connect(self._generated)
+        dialog.open()
+        return dialog
+
+    def _generated(self, month_text: str, text: str) -> None:
+        self.notice.setText(text.replace("\n", " "))
+        self.notice.show()
+        idx = self.period.findData(month_text)
+        self.period.blockSignals(True)
+        self.status.blockSignals(True)
+        if idx >= 0:
+            self.period.setCurrentIndex(idx)
+        self.status.setCurrentIndex(0)
+        self.period.blockSignals(False)
+        self.status.blockSignals(False)
+        self.after_change()
+
+    def new_one_time(self, client_id: int | None = None) -> QWidget:
+        from ui.one_time_dialog import OneTimeInvoiceDialog
+
+        dialog = OneTimeInvoiceDialog(self.ops, self, client_id=client_id)
+        dialog.saved.connect(self.after_change)
+        dialog.open()
+        return dialog
