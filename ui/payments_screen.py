@@ -1,0 +1,197 @@
+"""Payments: every payment received, newest first, with what was kept as client credit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from mspbill.money import format_amount
+from mspbill.payments.manual import PaymentRow, list_payments
+from mspbill.periods import Month
+from ui.ops import Ops
+from ui.payment_dialog import RecordPaymentDialog
+from ui.table import Column, SnapshotTableModel
+from ui.widgets import heading
+
+MONTHS_OFFERED = 24
+
+PAYMENT_COLUMNS: list[Column[PaymentRow]] = [
+    Column("Received", lambda r: r.received_on.isoformat(), lambda r: (r.received_on, r.id)),
+    Column("Client", lambda r: r.client_name, lambda r: (r.client_name.casefold(), r.received_on, r.id)),
+    Column("Invoice", lambda r: r.invoice_number or "—", lambda r: (r.invoice_number or "", r.id)),
+    Column("Method", lambda r: r.method_label, lambda r: (r.method_label, r.received_on, r.id)),
+    Column("Reference", lambda r: r.reference, lambda r: (r.reference.casefold(), r.id)),
+    Column("Amount", lambda r: format_amount(r.amount_cents, r.currency),
+           lambda r: (r.currency, r.amount_cents, r.id), align_right=True),
+    Column("To credit", lambda r: format_amount(r.credit_cents, r.currency) if r.credit_cents else "",
+           lambda r: (r.currency, r.credit_cents, r.id), align_right=True,
+           tooltip=lambda r: "Kept as client credit for the next invoice" if r.credit_cents else ""),
+]
+COLUMN_WIDTHS = (100, 260, 120, 150, 180, 110, 100)
+CLIENT_COLUMN = 1
+
+
+def totals_text(rows: list[PaymentRow]) -> str:
+    """Received per currency, never added across currencies: "$1,200.00 · €300.00"."""
+    received: dict[str, int] = defaultdict(int)
+    credit: dict[str, int] = defaultdict(int)
+    for r in rows:
+        received[r.currency] += r.amount_cents
+        credit[r.currency] += r.credit_cents
+    parts = []
+    for cur in sorted(received):
+        text = format_amount(received[cur], cur)
+        if credit[cur]:
+            text += f" (of which {format_amount(credit[cur], cur)} to credit)"
+        parts.append(text)
+    return " · ".join(parts)
+
+
+class PaymentsScreen(QWidget):
+    changed = Signal()
+    loaded = Signal(int)
+    open_invoice = Signal(int)
+
+    def __init__(self, ops: Ops, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.ops = ops
+        self.model: SnapshotTableModel[PaymentRow] = SnapshotTableModel(PAYMENT_COLUMNS, self.haystack, self)
+        self._loaded_once = False
+        self._build()
+
+    @staticmethod
+    def haystack(row: PaymentRow) -> str:
+        return f"{row.client_name}\n{row.invoice_number or ''}\n{row.reference}"
+
+    # --- building ---
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        top = QHBoxLayout()
+        top.addWidget(heading("Payments"))
+        top.addStretch()
+        self.record_button = QPushButton("Record payment…")
+        self.record_button.clicked.connect(lambda: self.record_payment())
+        top.addWidget(self.record_button)
+        layout.addLayout(top)
+
+        bar = QHBoxLayout()
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search by client, invoice number or reference")
+        self.search.setClearButtonEnabled(True)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(120)
+        self._debounce.timeout.connect(self.apply_filter)
+        self.search.textChanged.connect(lambda _t: self._debounce.start())
+        bar.addWidget(self.search, 1)
+        self.month = QComboBox()
+        self.month.addItem("All dates", None)
+        this_month = Month.of(dt.date.today())
+        for back in range(MONTHS_OFFERED):
+            m = this_month.shift(-back)
+            self.month.addItem(m.label, m)
+        self.month.setMaxVisibleItems(MONTHS_OFFERED + 1)
+        self.month.currentIndexChanged.connect(lambda _i: self.apply_filter())
+        bar.addWidget(self.month)
+        layout.addLayout(bar)
+
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(26)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setHighlightSections(False)
+        for col, width in enumerate(COLUMN_WIDTHS):
+            self.table.setColumnWidth(col, width)
+        header.setSectionResizeMode(CLIENT_COLUMN, QHeaderView.ResizeMode.Stretch)
+        self.table.doubleClicked.connect(self._double_clicked)
+        layout.addWidget(self.table, 1)
+
+        self.count_label = QLabel()
+        layout.addWidget(self.count_label)
+
+    # --- data ---
+    def ensure_loaded(self) -> None:
+        if not self._loaded_once:
+            self.reload()
+
+    def mark_stale(self) -> None:
+        """Reload on the next visit (another screen changed what this one shows)."""
+        self._loaded_once = False
+
+    def reload(self) -> None:
+        if not self._loaded_once:
+            self.count_label.setText("Loading payments…")
+        self.ops.read(self, lambda s: list_payments(s), self._loaded, label="Loading payments")
+
+    def _loaded(self, rows: list[PaymentRow]) -> None:
+        self._loaded_once = True
+        self.model.set_rows(rows)
+        self.apply_filter()
+        self.loaded.emit(len(rows))
+
+    def selected_month(self) -> Month | None:
+        month = self.month.currentData()
+        return month if isinstance(month, Month) else None
+
+    def apply_filter(self) -> None:
+        month = self.selected_month()
+        if month is None:
+            self.model.set_predicate(None)
+        else:
+            first, last = month.first_day, month.last_day
+            self.model.set_predicate(lambda r: first <= r.received_on <= last)
+        self.model.set_filter_text(self.search.text())
+        self._update_footer()
+
+    def _update_footer(self) -> None:
+        visible = self.model.visible_rows()
+        shown, total = len(visible), self.model.total_count()
+        noun = "payment" if total == 1 else "payments"
+        count = f"{total} {noun}" if shown == total else f"{shown} of {total} {noun}"
+        received = totals_text(visible)
+        self.count_label.setText(f"{count} · received {received}" if received else count)
+
+    def selected(self) -> PaymentRow | None:
+        indexes = self.table.selectionModel().selectedRows()
+        return self.model.row_at(indexes[0].row()) if indexes else None
+
+    # --- actions ---
+    def record_payment(self, invoice_id: int | None = None) -> RecordPaymentDialog:
+        dialog = RecordPaymentDialog(self.ops, self, invoice_id=invoice_id)
+        dialog.saved.connect(self._after_payment)
+        dialog.open()
+        return dialog
+
+    def _after_payment(self, _invoice_id: int) -> None:
+        self.reload()
+        self.changed.emit()
+
+    def _double_clicked(self, index: QModelIndex) -> None:
+        if not index.isValid():
+            return
+        row = self.model.row_at(index.row())
+        if row.invoice_id is not None:
+            self.open_invoice.emit(row.invoice_id)
