@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt
@@ -20,7 +21,15 @@ from sqlalchemy.orm import Session
 from mspbill.clients import monthly_value_by_client
 from mspbill.company import get_company
 from mspbill.context import AppContext
-from mspbill.db.models import Agreement, AgreementStatus, Client, ClientStatus
+from mspbill.db.models import (
+    Agreement,
+    AgreementStatus,
+    Client,
+    ClientCredit,
+    ClientStatus,
+    Invoice,
+    InvoiceStatus,
+)
 from mspbill.money import format_amount
 from ui.company_form import CompanyForm
 from ui.ops import Ops
@@ -34,6 +43,12 @@ class DashboardFigures:
     active_agreements: int
     monthly_recurring_cents: int
     currency: str
+    unpaid_cents: int = 0
+    unpaid_count: int = 0
+    overdue_cents: int = 0
+    overdue_count: int = 0
+    draft_count: int = 0
+    client_credit_cents: int = 0
 
 
 def dashboard_figures(session: Session) -> DashboardFigures:
@@ -46,7 +61,19 @@ def dashboard_figures(session: Session) -> DashboardFigures:
     active_ids = set(session.scalars(select(Client.id).where(active)))
     mrr = sum(v for cid, v in monthly_value_by_client(session).items() if cid in active_ids)
     company = get_company(session)
-    return DashboardFigures(clients, autopay, agreements, mrr, company.currency if company else "USD")
+    currency = company.currency if company else "USD"
+    today = dt.date.today()
+    balance = (Invoice.total_cents - Invoice.credit_applied_cents - Invoice.paid_cents - Invoice.credited_cents)
+    is_open = (Invoice.status == InvoiceStatus.OPEN, Invoice.currency == currency)
+    unpaid_cents, unpaid_count = session.execute(
+        select(func.coalesce(func.sum(balance), 0), func.count(Invoice.id)).where(*is_open)).one()
+    overdue_cents, overdue_count = session.execute(
+        select(func.coalesce(func.sum(balance), 0), func.count(Invoice.id))
+        .where(*is_open, Invoice.due_date < today)).one()
+    drafts = session.scalar(select(func.count(Invoice.id)).where(Invoice.status == InvoiceStatus.DRAFT)) or 0
+    credit = session.scalar(select(func.coalesce(func.sum(ClientCredit.amount_cents), 0))) or 0
+    return DashboardFigures(clients, autopay, agreements, mrr, currency, int(unpaid_cents), unpaid_count,
+                            int(overdue_cents), overdue_count, drafts, int(credit))
 
 
 class Card(QFrame):
@@ -77,12 +104,18 @@ class DashboardScreen(QWidget):
         self.autopay = Card("On autopay")
         self.agreements = Card("Active agreements")
         self.mrr = Card("Monthly recurring revenue")
+        self.unpaid = Card("Unpaid invoices")
+        self.overdue = Card("Overdue")
+        self.drafts = Card("Drafts to issue")
+        self.credit = Card("Client credit held")
         for i, card in enumerate((self.clients, self.autopay, self.agreements, self.mrr)):
             grid.addWidget(card, 0, i)
+        for i, card in enumerate((self.unpaid, self.overdue, self.drafts, self.credit)):
+            grid.addWidget(card, 1, i)
         layout.addLayout(grid)
         coming = QLabel(
-            "Coming next on this page: receivables and A/R aging, invoices due and overdue, "
-            "failed charges to follow up, and the month-end batch's last result.")
+            "Coming next on this page: A/R aging, failed charges to follow up, and the month-end "
+            "batch's last result.")
         coming.setWordWrap(True)
         coming.setStyleSheet("color: #5f6368; margin-top: 16px;")
         layout.addWidget(coming)
@@ -98,6 +131,16 @@ class DashboardScreen(QWidget):
         self.autopay.note.setText(f"{share}% of active clients")
         self.agreements.value.setText(f"{f.active_agreements:,}")
         self.mrr.value.setText(format_amount(f.monthly_recurring_cents, f.currency))
+        self.unpaid.value.setText(format_amount(f.unpaid_cents, f.currency))
+        self.unpaid.note.setText(f"{f.unpaid_count:,} open invoice{'s' if f.unpaid_count != 1 else ''}")
+        self.overdue.value.setText(format_amount(f.overdue_cents, f.currency))
+        self.overdue.value.setStyleSheet("font-size: 26px; font-weight: 600;"
+                                         + (" color: #b3261e;" if f.overdue_count else ""))
+        self.overdue.note.setText(f"{f.overdue_count:,} invoice{'s' if f.overdue_count != 1 else ''} past due")
+        self.drafts.value.setText(f"{f.draft_count:,}")
+        self.drafts.note.setText("Invoices → Drafts, then Issue")
+        self.credit.value.setText(format_amount(f.client_credit_cents, f.currency))
+        self.credit.note.setText("applied to each client's next invoice")
         self.mrr.note.setText("quarterly and annual agreements spread per month")
 
 
