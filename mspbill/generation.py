@@ -24,8 +24,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,7 +48,15 @@ from mspbill.db.models import (
     LineKind,
 )
 from mspbill.money import format_amount, format_decimal
-from mspbill.periods import Month, Period, billing_period, day_label, percent_of, prorate_cents
+from mspbill.periods import (
+    Month,
+    Period,
+    billing_period,
+    day_label,
+    percent_of,
+    prorate_cents,
+    prorate_change_cents,
+)
 from mspbill.validation import Issue, ValidationError
 
 Terms = tuple[int, int]  # (quantity_e4, unit_price_cents)
@@ -113,11 +122,11 @@ class PlannedInvoice:
         parts = []
         if self.prorated:
             parts.append("prorated")
-        if self.adjusted:
-            parts.append("adjustments")
         if not any(ln.kind is LineKind.SERVICE for ln in self.lines):
             parts.append("adjustments only")
-        return ", ".join(dict.fromkeys(parts))
+        elif self.adjusted:
+            parts.append("adjustments")
+        return ", ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -249,8 +258,9 @@ def service_lines(a: Agreement, versions: list[AgreementLine], period: Period) -
     """The lines billing `period` in advance, prorated where a version covers part of it."""
     lines: list[PlannedLine] = []
     expected = _expected(a, versions, period)
+    positions = _positions(versions)
     ordered = sorted(((seg, series) for series, segs in expected.items() for seg in segs),
-                     key=lambda p: (_position(versions, p[1]), p[0].start))
+                     key=lambda p: (positions[p[1]], p[0].start))
     for seg, series in ordered:
         assert seg.terms is not None
         q, p = seg.terms
@@ -264,9 +274,18 @@ def service_lines(a: Agreement, versions: list[AgreementLine], period: Period) -
     return lines
 
 
-def _position(versions: list[AgreementLine], series: int) -> int:
-    return min((v.position for v in versions if v.series == series and v.effective_to is None),
-               default=max((v.position for v in versions if v.series == series), default=0) + 1000)
+def _positions(versions: list[AgreementLine]) -> defaultdict[int, int]:
+    """Where each series sits on the invoice: its current version's position; a
+    series no longer in force goes after the rest, in its last position's order."""
+    current: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for v in versions:
+        if v.effective_to is None:
+            current[v.series] = min(current.get(v.series, v.position), v.position)
+        last[v.series] = max(last.get(v.series, v.position), v.position)
+    out: defaultdict[int, int] = defaultdict(lambda: 1000)
+    out.update({series: current.get(series, position + 1000) for series, position in last.items()})
+    return out
 
 
 def adjustment_lines(a: Agreement, versions: list[AgreementLine], period: Period,
@@ -281,7 +300,8 @@ def adjustment_lines(a: Agreement, versions: list[AgreementLine], period: Period
         replay[ln.series].append(_Segment(ln.service_start, ln.service_end, terms))
     names = {v.series: v for v in sorted(versions, key=lambda v: v.id)}  # the latest version names a series
     out: list[PlannedLine] = []
-    for series in sorted(set(expected) | set(replay), key=lambda s: (_position(versions, s), s)):
+    positions = _positions(versions)
+    for series in sorted(set(expected) | set(replay), key=lambda s: (positions[s], s)):
         want, have = expected.get(series, []), replay.get(series, [])
         cuts = {period.start, period.end + dt.timedelta(days=1)}
         for s in (*want, *have):
@@ -301,8 +321,7 @@ def adjustment_lines(a: Agreement, versions: list[AgreementLine], period: Period
             if old == new:
                 continue
             days = (end - start).days + 1
-            amount = ((prorate_cents(*new, days, period.days) if new else 0)
-                      - (prorate_cents(*old, days, period.days) if old else 0))
+            amount = prorate_change_cents(old, new, days, period.days)
             description = seg.description if seg else (version.description if version else "Line")
             taxable = seg.taxable if seg else (version.taxable if version else True)
             ended = a.end_date is not None and start > a.end_date
@@ -386,9 +405,11 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
         if a.adjust_from is not None:
             adjustments, later = _pending_adjustments(a, versions[a.id], ledger.get(a.id, {}), period,
                                                       client.currency)
-            key = period.start if lines else month.first_day
-            if adjustments and not lines and (a.id, key) in existing:
-                adjustments = []  # no free slot this month: they wait for the next run
+            key = period.start if lines else month.last_day
+            if adjustments and not lines and (has_invoice or (a.id, key) in existing):
+                # The period is billed already (its draft may still be open): they ride
+                # on the agreement's next invoice rather than on an extra one now.
+                adjustments = []
             else:
                 plan.settled_adjustments[a.id] = later
         if not lines and not adjustments:
@@ -398,7 +419,10 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
         all_lines = lines + adjustments
         if client.autopay:
             all_lines += discount_lines(all_lines, discount)
-        key_period = period if lines else Period(month.first_day, month.last_day)
+        # Adjustments on their own are filed under the month's last day, a key no
+        # regular period uses (they start on a 1st), so they never take the slot
+        # of a period that may yet be billed (an end date removed again).
+        key_period = period if lines else Period(month.last_day, month.last_day)
         title = f"{a.name} — {period.label(a.frequency)}" if lines else f"{a.name} — adjustments"
         plan.invoices.append(PlannedInvoice(
             client.id, client.legal_name, a.id, a.name, client.currency, title, key_period.start,
@@ -441,7 +465,7 @@ def _ledger(session: Session, agreement_ids: list[int]) -> dict[int, dict[dt.dat
         stmt = (select(InvoiceLine, Invoice.status).join(Invoice, Invoice.id == InvoiceLine.invoice_id)
                 .where(InvoiceLine.agreement_id.in_(chunk),
                        InvoiceLine.kind.in_([LineKind.SERVICE, LineKind.ADJUSTMENT])))
-        for ln, status in session.execute(stmt).tuples():
+        for ln, status in session.execute(stmt):
             assert ln.agreement_id is not None and ln.period_start is not None
             if status is InvoiceStatus.VOID:
                 if ln.kind is LineKind.SERVICE:
@@ -475,14 +499,17 @@ def generate_period(session: Session, month: Month) -> GenerationResult:
     } for inv in plan.invoices]
     try:
         with session.begin_nested():
-            ids = list(session.scalars(insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True),
-                                       invoice_rows))
+            # RETURNING the unique key rather than sorting by parameter order: SQLite
+            # can only keep that order by inserting one row per statement.
+            created = {(agreement_id, start): invoice_id for invoice_id, agreement_id, start in session.execute(
+                insert(Invoice).returning(Invoice.id, Invoice.agreement_id, Invoice.period_start), invoice_rows)}
     except IntegrityError as exc:
         if "agreement" in str(exc.orig).lower() or "uq_invoices_agreement_period" in str(exc.orig):
             raise ConcurrentGenerationError(
                 f"Another run generated invoices for {month.label} at the same moment; this one "
                 "created nothing. Generate again to see what is left.") from exc
         raise
+    ids = [created[(inv.agreement_id, inv.period_start)] for inv in plan.invoices]
     line_rows = []
     for invoice_id, inv in zip(ids, plan.invoices, strict=True):
         for position, ln in enumerate(inv.lines):
@@ -494,9 +521,10 @@ def generate_period(session: Session, month: Month) -> GenerationResult:
                 "period_start": ln.period_start, "service_start": ln.service_start,
                 "service_end": ln.service_end, "terms_quantity_e4": ln.terms_quantity_e4,
                 "terms_unit_price_cents": ln.terms_unit_price_cents})
-    session.execute(insert(InvoiceLine), line_rows)
+    # Plain executemany: the ORM's bulk path adds nothing for rows nobody loads here.
+    session.execute(insert(_table(InvoiceLine)), line_rows)
     actor = audit.current_actor()
-    session.execute(insert(AuditEntry), [{
+    session.execute(insert(_table(AuditEntry)), [{
         "actor": actor, "action": "invoice.generated", "entity_type": "invoice", "entity_id": invoice_id,
         "summary": f"Generated draft for {inv.client_name}: {inv.title} "
                    f"({format_amount(inv.totals.total_cents, inv.currency)})"[:500],
@@ -505,6 +533,11 @@ def generate_period(session: Session, month: Month) -> GenerationResult:
     _settle(session, plan)
     session.expire_all()
     return GenerationResult(plan, ids)
+
+
+def _table(model: type) -> Table:
+    """The Core table of a mapped class."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
 
 def _settle(session: Session, plan: GenerationPlan) -> None:

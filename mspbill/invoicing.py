@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import Table, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from mspbill import audit
@@ -28,6 +28,8 @@ from mspbill.db.models import (
     NAME_MAX,
     QUANTITY_SCALE,
     TEXT_MAX,
+    Agreement,
+    AuditEntry,
     Client,
     ClientCredit,
     ClientStatus,
@@ -80,6 +82,8 @@ class InvoiceRow:
     total_cents: int
     balance_cents: int
     overdue_days: int
+    # Paid or credited against it (a void is refused then).
+    settled_cents: int = 0
 
     @property
     def display_number(self) -> str:
@@ -147,7 +151,8 @@ def _balance_sql():  # type: ignore[no-untyped-def]
 def _row(inv: Invoice, client_name: str, today: dt.date) -> InvoiceRow:
     return InvoiceRow(inv.id, inv.number, inv.kind.value, inv.status.value, inv.client_id, client_name, inv.title,
                       inv.period_start, inv.issue_date, inv.due_date, inv.currency, inv.total_cents,
-                      inv.balance_cents, _overdue_days(inv.status, inv.due_date, inv.balance_cents, today))
+                      inv.balance_cents, _overdue_days(inv.status, inv.due_date, inv.balance_cents, today),
+                      inv.paid_cents + inv.credited_cents)
 
 
 def _overdue_days(status: InvoiceStatus, due: dt.date | None, balance: int, today: dt.date) -> int:
@@ -160,13 +165,13 @@ def list_invoices(session: Session, *, status: str | None = None, client_id: int
                   month: Month | None = None, search: str = "", overdue_only: bool = False,
                   kind: str | None = None, today: dt.date | None = None, limit: int | None = None
                   ) -> list[InvoiceRow]:
-    """Invoice rows, newest first.  `month` matches the billing period or, for
-    one-time invoices, the issue date (drafts: creation)."""
+    """Invoice rows, newest first.  `month` matches an invoice whose billing
+    period covers it or, for one-time invoices, the issue date."""
     today = today or dt.date.today()
     balance = _balance_sql()
     stmt = (select(Invoice.id, Invoice.number, Invoice.kind, Invoice.status, Invoice.client_id, Client.legal_name,
                    Invoice.title, Invoice.period_start, Invoice.issue_date, Invoice.due_date, Invoice.currency,
-                   Invoice.total_cents, balance)
+                   Invoice.total_cents, balance, Invoice.paid_cents + Invoice.credited_cents)
             .join(Client, Client.id == Invoice.client_id))
     if status:
         if status == "unpaid":
@@ -179,7 +184,9 @@ def list_invoices(session: Session, *, status: str | None = None, client_id: int
         stmt = stmt.where(Invoice.client_id == client_id)
     if month is not None:
         first, last = month.first_day, month.last_day
-        stmt = stmt.where(or_(Invoice.period_start.between(first, last),
+        # A quarterly or annual invoice shows under every month its period covers.
+        stmt = stmt.where(or_((Invoice.period_start <= last)
+                              & (func.coalesce(Invoice.period_end, Invoice.period_start) >= first),
                               (Invoice.period_start.is_(None) & Invoice.issue_date.between(first, last))))
     if overdue_only:
         stmt = stmt.where(Invoice.status == InvoiceStatus.OPEN, Invoice.due_date < today, balance > 0)
@@ -191,9 +198,10 @@ def list_invoices(session: Session, *, status: str | None = None, client_id: int
     if limit:
         stmt = stmt.limit(limit)
     rows = []
-    for (iid, number, knd, st, cid, cname, title, pstart, issued, due, cur, total, bal) in session.execute(stmt):
+    for (iid, number, knd, st, cid, cname, title, pstart, issued, due, cur, total, bal,
+         settled) in session.execute(stmt):
         rows.append(InvoiceRow(iid, number, knd.value, st.value, cid, cname, title, pstart, issued, due, cur,
-                               total, int(bal), _overdue_days(st, due, int(bal), today)))
+                               total, int(bal), _overdue_days(st, due, int(bal), today), int(settled)))
     return rows
 
 
@@ -244,7 +252,8 @@ def invoice_detail(session: Session, invoice_id: int, today: dt.date | None = No
         credit_notes=[_row(n, client.legal_name, today) for n in notes],
         credit_for=credit_for, instalment=instalment,
         history=[HistorySnapshot(e.at, e.actor, e.summary) for e in audit.history(session, "invoice", inv.id)],
-        editable=inv.status is InvoiceStatus.DRAFT and inv.agreement_id is None and inv.kind is InvoiceKind.INVOICE,
+        editable=(inv.status is InvoiceStatus.DRAFT and inv.agreement_id is None and inv.instalment_plan_id is None
+                  and inv.kind is InvoiceKind.INVOICE),
     )
 
 
@@ -396,6 +405,12 @@ def delete_draft(session: Session, invoice_id: int) -> None:
     inv = get_invoice(session, invoice_id)
     if inv.status is not InvoiceStatus.DRAFT:
         raise ValidationError([Issue("status", f"{inv.number} has been issued; void it instead of deleting it.")])
+    # Adjustments this draft carried are owed again: the next run recomputes them.
+    for ln in inv.lines:
+        if ln.kind is LineKind.ADJUSTMENT and ln.agreement_id is not None and ln.service_start is not None:
+            agreement = session.get(Agreement, ln.agreement_id)
+            if agreement is not None and (agreement.adjust_from is None or ln.service_start < agreement.adjust_from):
+                agreement.adjust_from = ln.service_start
     audit.record(session, "invoice.deleted", "invoice", inv.id,
                  f"Deleted draft “{inv.title}” for {inv.client.legal_name} "
                  f"({format_amount(inv.total_cents, inv.currency)})")
@@ -409,8 +424,8 @@ def split_into_instalments(session: Session, invoice_id: int, count: int | str,
 
     Instalment k falls due in month first_month + k - 1 and is issued with that
     month's invoices (and, with autopay, charged like any other).  Taxable and
-    non-taxable parts are split separately so each instalment carries its share
-    of tax; the first instalment takes the odd cents.
+    non-taxable parts, and the original's tax, are split separately; the first
+    instalment takes the odd cents, so the instalments add up to the original.
     """
     inv = get_invoice(session, invoice_id)
     _require_editable_draft(inv)
@@ -448,6 +463,11 @@ def split_into_instalments(session: Session, invoice_id: int, count: int | str,
                        period_end=month.last_day, instalment_plan_id=plan.id, instalment_number=k + 1,
                        credit_applied_cents=0, paid_cents=0, credited_cents=0)
         _set_lines(part, lines, LineKind.INSTALMENT)
+        # The tax was fixed on the sale: each instalment carries its share of the
+        # original's tax (odd cents on the first), so the instalments add up to
+        # the original to the cent rather than re-rounding tax N times.
+        tax_share = inv.tax_cents // n + (inv.tax_cents - inv.tax_cents // n * n if k == 0 else 0)
+        part.tax_cents, part.total_cents = tax_share, part.subtotal_cents + tax_share
         session.add(part)
         session.flush()
         ids.append(part.id)
@@ -528,6 +548,8 @@ def issue_invoices(session: Session, invoice_ids: list[int], issue_date: dt.date
         kinds.setdefault(inv.kind, []).append(inv)
     numbers: list[str] = []
     now = utcnow()
+    actor = audit.current_actor()
+    issued_entries: list[dict[str, Any]] = []
     for kind, group in kinds.items():
         pattern, first = _take_numbers(session, kind, len(group))
         for offset, inv in enumerate(group):
@@ -559,18 +581,28 @@ def issue_invoices(session: Session, invoice_ids: list[int], issue_date: dt.date
                 note = f"; {format_amount(used, inv.currency)} of client credit applied"
                 if used == inv.total_cents:
                     inv.status, inv.closed_at = InvoiceStatus.PAID, now
-            audit.record(session, "invoice.issued", "invoice", inv.id,
-                         f"Issued {inv.number} to {client.legal_name} for "
-                         f"{format_amount(inv.total_cents, inv.currency)}, due {inv.due_date.isoformat()}{note}")
+            issued_entries.append({
+                "actor": actor, "action": "invoice.issued", "entity_type": "invoice", "entity_id": inv.id,
+                "summary": (f"Issued {inv.number} to {client.legal_name} for "
+                            f"{format_amount(inv.total_cents, inv.currency)}, due "
+                            f"{inv.due_date.isoformat()}{note}")[:500]})
     session.flush()
+    # A month's audit entries in one executemany rather than one ORM object each.
+    session.execute(insert(cast(Table, AuditEntry.__table__)), issued_entries)
     return numbers
 
 
 def drafts_for_month(session: Session, month: Month) -> list[int]:
-    """The drafts that belong to `month`: generated invoices and instalments falling due."""
+    """The drafts that belong to `month`: generated invoices and instalments falling due.
+
+    A quarterly or annual draft generated this month bills a period that began
+    earlier (an agreement starting mid-quarter, a year not yet invoiced), so
+    the test is that the draft's period covers the month, not that it starts in it.
+    """
     stmt = (select(Invoice.id).join(Client, Client.id == Invoice.client_id)
             .where(Invoice.status == InvoiceStatus.DRAFT, Invoice.kind == InvoiceKind.INVOICE,
-                   Invoice.period_start.between(month.first_day, month.last_day))
+                   Invoice.period_start <= month.last_day,
+                   func.coalesce(Invoice.period_end, Invoice.period_start) >= month.first_day)
             .order_by(Client.legal_name, Invoice.title, Invoice.id))
     return list(session.scalars(stmt))
 
@@ -604,6 +636,11 @@ def void_invoice(session: Session, invoice_id: int, reason: str) -> Invoice:
         settled = format_amount(inv.paid_cents + inv.credited_cents, inv.currency)
         raise ValidationError([Issue("status", f"{inv.number} has {settled} paid or credited against it, so it "
                                                "cannot be voided. Issue a credit note for it instead.")])
+    # A credit note may have sent its whole amount to client credit (credited_cents
+    # stays 0 on an invoice already settled); voiding too would credit it twice.
+    if session.scalar(select(Invoice.id).where(Invoice.credit_for_invoice_id == inv.id).limit(1)) is not None:
+        raise ValidationError([Issue("status", f"{inv.number} has a credit note against it, so it cannot be "
+                                               "voided; credit what is left with another credit note.")])
     if inv.status is InvoiceStatus.PAID and inv.credit_applied_cents == 0 and inv.total_cents < 0:
         raise ValidationError([Issue("status", f"{inv.number} put credit on the client's account; it cannot be "
                                                "voided.")])

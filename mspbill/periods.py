@@ -142,6 +142,19 @@ def prorate_cents(quantity_e4: int, unit_price_cents: int, days: int, period_day
     return _div_half_up(quantity_e4 * unit_price_cents * days, QUANTITY_SCALE * period_days)
 
 
+def prorate_change_cents(old: tuple[int, int] | None, new: tuple[int, int] | None, days: int,
+                         period_days: int) -> int:
+    """An adjustment: round_half_up((new − old quantity × price) × days ÷ period days).
+
+    The exact difference is rounded once, so "+4 seats for 10/30 days" is
+    4 × price × 10 ÷ 30 rounded, not the difference of two rounded amounts.
+    """
+    if period_days <= 0 or not 0 <= days <= period_days:
+        raise ValueError(f"{days} days do not fit a period of {period_days}")
+    delta = (new[0] * new[1] if new else 0) - (old[0] * old[1] if old else 0)
+    return _div_half_up(delta * days, QUANTITY_SCALE * period_days)
+
+
 def percent_of(amount_cents: int, percent: object) -> int:
     """round_half_up(amount × percent ÷ 100), percent a Decimal (tax, discount)."""
     from decimal import Decimal
