@@ -1,7 +1,15 @@
-"""A realistic demo office: an MSP with its clients and recurring agreements.
+"""A realistic demo office: an MSP with its clients, recurring agreements and
+a few months of billing behind it.
 
-Deterministic for a given seed, so screenshots, tests and benchmarks see the
-same office.  Everything goes through the same services as the app's forms.
+The office has invoiced the three months before the current one (issued on
+the 1st of each month), most of those invoices are paid -- autopay clients by
+ACH on the day, the others by check or wire some weeks later -- and some are
+still open or overdue.  The current month is generated but left as drafts, so
+the first thing to try is issuing them.
+
+Deterministic for a given seed and day, so screenshots, tests and benchmarks
+see the same office.  Everything goes through the same services as the app's
+forms and the command line.
 """
 
 from __future__ import annotations
@@ -17,9 +25,15 @@ from sqlalchemy.orm import Session
 from mspbill.agreements import AgreementDraft, LineDraft, create_agreement
 from mspbill.clients import ClientDraft, ContactDraft, create_client
 from mspbill.company import CompanyDraft, get_company, save_company
-from mspbill.db.models import Client
+from mspbill.db.models import Client, Invoice, InvoiceKind, InvoiceStatus, PaymentMethod
+from mspbill.generation import generate_period
+from mspbill.invoicing import create_credit_note, issue_month
+from mspbill.money import format_amount
+from mspbill.payments.manual import record_payment
+from mspbill.periods import Month
 
 DEFAULT_CLIENTS = 60
+HISTORY_MONTHS = 3  # issued months before the current one
 
 COMPANY = CompanyDraft(
     name="Northwind Managed IT, LLC", address_line1="1200 NW Naito Parkway", address_line2="Suite 410",
@@ -68,6 +82,10 @@ _STREETS = ["SW Broadway", "NE Sandy Blvd", "SE Hawthorne Blvd", "N Williams Ave
 class DemoSummary:
     clients: int
     agreements: int
+    invoices_issued: int = 0
+    payments: int = 0
+    drafts: int = 0
+    draft_month: str = ""
 
 
 class DemoRefusedError(RuntimeError):
@@ -118,8 +136,12 @@ def _second_agreement(rng: random.Random, seats: int) -> tuple[str, str, list[Li
 
 
 def create_demo_office(session: Session, clients: int = DEFAULT_CLIENTS, seed: int = 2026,
-                       today: dt.date | None = None) -> DemoSummary:
-    """Fill an empty database with a demo MSP.  Refuses if any client exists."""
+                       today: dt.date | None = None, *, history: bool = True) -> DemoSummary:
+    """Fill an empty database with a demo MSP.  Refuses if any client exists.
+
+    With history=False the office has clients and agreements but has never
+    invoiced (the benchmarks' first month-end run).
+    """
     if clients < 1 or clients > 100_000:
         raise DemoRefusedError("The demo office has between 1 and 100,000 clients.")
     existing = session.scalar(select(func.count(Client.id))) or 0
@@ -172,4 +194,90 @@ def create_demo_office(session: Session, clients: int = DEFAULT_CLIENTS, seed: i
         if i % 500 == 499:
             session.flush()
             session.expunge_all()
-    return DemoSummary(clients=clients, agreements=agreements)
+    session.flush()
+    session.expunge_all()
+    if not history:
+        return DemoSummary(clients=clients, agreements=agreements)
+    # Its own generator, so the clients and agreements above stay what they were for a seed.
+    history_rng = random.Random(f"{seed}:billing-history")
+    issued, payments = _billing_history(session, history_rng, today)
+    current = Month.of(today)
+    drafts = generate_period(session, current).created
+    session.expunge_all()
+    return DemoSummary(clients=clients, agreements=agreements, invoices_issued=issued, payments=payments,
+                       drafts=drafts, draft_month=str(current))
+
+
+# --- a few months of billing ------------------------------------------------
+
+_PAID_SHARE = {3: 0.95, 2: 0.88, 1: 0.75}  # of invoices by months ago, for clients paying by invoice
+
+
+def _billing_history(session: Session, rng: random.Random, today: dt.date) -> tuple[int, int]:
+    """Generate and issue the last HISTORY_MONTHS months; record who has paid since."""
+    issued = payments = 0
+    current = Month.of(today)
+    goodwill_done = False
+    for ago in range(HISTORY_MONTHS, 0, -1):
+        month = current.shift(-ago)
+        generate_period(session, month)
+        numbers = issue_month(session, month, month.first_day)
+        issued += len(numbers)
+        autopay_clients = set(session.scalars(select(Client.id).where(Client.autopay.is_(True))))
+        # Held here, so that record_payment finds each one in the session instead of loading it again.
+        invoices = list(session.scalars(
+            select(Invoice).where(Invoice.kind == InvoiceKind.INVOICE, Invoice.status == InvoiceStatus.OPEN,
+                                  Invoice.issue_date == month.first_day).order_by(Invoice.number_seq)))
+        for inv in invoices:
+            invoice_id, number, total, issue_date, due_date = (inv.id, inv.number, inv.total_cents,
+                                                               inv.issue_date, inv.due_date)
+            assert number is not None and issue_date is not None and due_date is not None  # issued
+            autopay = inv.client_id in autopay_clients
+            payment = _demo_payment(rng, number, total, issue_date, due_date, inv.currency, autopay, ago,
+                                    today)
+            if payment is None:
+                if not goodwill_done and not autopay and ago == HISTORY_MONTHS and total >= 500_00:
+                    # One client complained about an outage; the office credited part of the invoice.
+                    credit_day = min(issue_date + dt.timedelta(days=12), today)
+                    create_credit_note(session, invoice_id, "Goodwill credit: email outage of "
+                                       f"{(credit_day - dt.timedelta(days=3)).strftime('%d %b').lstrip('0')}",
+                                       "50.00", issue_date=credit_day)
+                    goodwill_done = True
+                continue
+            amount, method, reference, received = payment
+            record_payment(session, invoice_id, amount, method, reference=reference, received_on=received,
+                           today=today)
+            payments += 1
+        session.flush()
+        session.expunge_all()
+    return issued, payments
+
+
+def _demo_payment(rng: random.Random, number: str, total: int, issue_date: dt.date, due_date: dt.date,
+                  currency: str, autopay: bool, months_ago: int, today: dt.date
+                  ) -> tuple[str, PaymentMethod, str, dt.date] | None:
+    """(amount, method, reference, date received) of the payment an invoice got, or None: still open."""
+    amount = format_amount(total, currency, symbol=False)
+    if autopay:
+        # Charged on issue; the odd one bounced and is still open.  (Card and ACH
+        # through the processor come with the batch run; these stand in for them.)
+        if rng.random() < 0.03:
+            return None
+        return amount, PaymentMethod.ACH, f"AUTOPAY-{number}", min(issue_date + dt.timedelta(days=1), today)
+    if rng.random() >= _PAID_SHARE.get(months_ago, 0.9):
+        return None
+    terms = (due_date - issue_date).days
+    received = issue_date + dt.timedelta(days=rng.randint(5, terms + 25))
+    if received > today:
+        return None  # not paid yet
+    roll = rng.random()
+    if roll < 0.7:
+        method, reference = PaymentMethod.CHECK, str(rng.randint(1001, 9899))
+    elif roll < 0.9:
+        method, reference = PaymentMethod.WIRE, f"FW{rng.randint(10**9, 10**10 - 1)}"
+    else:
+        method, reference = PaymentMethod.ACH, f"ACH {rng.randint(100000, 999999)}"
+    if rng.random() < 0.06 and total >= 200_00:
+        # Paid part of it: a round sum, the rest still owed.
+        amount = format_amount(total // 2 // 100_00 * 100_00 or 100_00, currency, symbol=False)
+    return amount, method, reference, received

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mspbill.agreements import agreement_detail, list_agreements, validate_agreement
 from mspbill.clients import client_detail, list_clients, validate_client
@@ -21,6 +21,8 @@ from mspbill.demo import (
     _client_name,
     create_demo_office,
 )
+from mspbill.invoicing import list_invoices
+from mspbill.payments.manual import list_payments
 
 TODAY = dt.date(2026, 11, 21)
 
@@ -39,7 +41,11 @@ def _office(tmp_path: Path, name: str, **kwargs: object) -> list[object]:
                 detail = agreement_detail(session, aid)
                 agreements.append((detail.client_name, dataclasses.replace(detail.draft, client_id=None)))
             company = company_snapshot(session)
-        return [summary, clients, agreements, company]
+            # The billing history too: numbers, amounts, states, who paid what, how and when.
+            invoices = [(r.number, r.client_name, r.title, r.status, r.issue_date, r.due_date, r.total_cents,
+                         r.balance_cents) for r in list_invoices(session, today=TODAY)]
+            payments = [dataclasses.replace(p, id=0) for p in list_payments(session)]
+        return [summary, clients, agreements, company, invoices, payments]
     finally:
         db.dispose()
 
@@ -73,7 +79,10 @@ def test_default_office_size_and_contents(db, count_rows) -> None:
         assert all(a.start_date <= TODAY for a in agreements)
         assert all(a.period_amount_cents > 0 for a in agreements)
     # Everything went through the services, which audit every creation.
-    assert count_rows(db, AuditEntry) == 1 + 60 + summary.agreements
+    with db.session() as session:
+        created = session.scalar(select(func.count(AuditEntry.id)).where(
+            AuditEntry.entity_type.in_(["company", "client", "agreement"])))
+    assert created == 1 + 60 + summary.agreements
 
 
 def test_every_demo_record_passes_validation(db) -> None:
