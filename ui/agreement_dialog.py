@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtCore import QDate, Qt, Signal
+from PySide6.QtCore import QDate, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QCompleter,
     QDateEdit,
     QDialog,
     QDialogButtonBox,
@@ -32,9 +31,17 @@ from mspbill.agreements import (
 )
 from mspbill.clients import client_choices
 from mspbill.money import format_amount
-from ui.lines_editor import COL_AMOUNT, COL_DESC, COL_PRICE, COL_QTY, COL_TAX, LineRow, LinesEditor
+from ui.lines_editor import (
+    COL_AMOUNT,
+    COL_DESC,
+    COL_PRICE,
+    COL_QTY,
+    COL_TAX,
+    LineRow,
+    LinesEditor,
+)
 from ui.ops import Ops
-from ui.widgets import ERROR_STYLE, FieldForm
+from ui.widgets import ERROR_STYLE, FieldForm, searchable_combo
 
 __all__ = ["AgreementDialog", "COL_AMOUNT", "COL_DESC", "COL_PRICE", "COL_QTY", "COL_TAX"]
 
@@ -61,6 +68,7 @@ class AgreementDialog(QDialog):
         self._currency = "USD"
         self._currencies: dict[int, str] = {}
         self._invoiced = False
+        self.editor: LinesEditor
         self.setWindowTitle("New agreement" if agreement_id is None else "Edit agreement")
         self.setMinimumSize(760, 560)
         self._build()
@@ -71,13 +79,7 @@ class AgreementDialog(QDialog):
         top = QWidget()
         self.form = FieldForm(QFormLayout(top))
         f = self.form
-        self.client = QComboBox()
-        self.client.setEditable(True)
-        self.client.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        completer = self.client.completer()
-        if completer is not None:  # type to find a client among hundreds
-            completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-            completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.client = searchable_combo()
         self.client.currentIndexChanged.connect(self._client_changed)
         f.add("client_id", "Client", self.client)
         self.name = f.add("name", "Agreement", QLineEdit())

@@ -5,7 +5,12 @@ from __future__ import annotations
 from PySide6.QtWidgets import QMessageBox, QWidget
 from sqlalchemy.orm import Session
 
-from mspbill.agreements import AgreementRow, archive_agreement, list_agreements, restore_agreement
+from mspbill.agreements import (
+    AgreementRow,
+    archive_agreement,
+    list_agreements,
+    restore_agreement,
+)
 from mspbill.money import format_amount
 from ui.agreement_dialog import AgreementDialog
 from ui.list_screen import ListScreen

@@ -7,7 +7,13 @@ from collections.abc import Callable
 from PySide6.QtWidgets import QMessageBox, QWidget
 from sqlalchemy.orm import Session
 
-from mspbill.clients import ClientRow, archive_client, client_detail, list_clients, restore_client
+from mspbill.clients import (
+    ClientRow,
+    archive_client,
+    client_detail,
+    list_clients,
+    restore_client,
+)
 from mspbill.money import format_amount
 from ui.client_dialog import ClientDialog
 from ui.list_screen import ListScreen

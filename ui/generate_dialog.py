@@ -20,7 +20,12 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session
 
-from mspbill.generation import GenerationPlan, GenerationResult, generate_period, plan_period
+from mspbill.generation import (
+    GenerationPlan,
+    GenerationResult,
+    generate_period,
+    plan_period,
+)
 from mspbill.invoicing import issue_month
 from mspbill.money import format_amount
 from mspbill.periods import Month
@@ -42,6 +47,7 @@ class GenerateDialog(QDialog):
         super().__init__(parent)
         self.ops = ops
         self.plan: GenerationPlan | None = None
+        self._creating = False
         self.setWindowTitle("Generate a period's invoices")
         self.setMinimumSize(900, 600)
         today = today or dt.date.today()
@@ -72,22 +78,23 @@ class GenerateDialog(QDialog):
         header = self.create_table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((0, 230), (2, 150), (3, 100), (4, 80), (5, 100)):
+        for col, width in ((0, 210), (2, 110), (3, 95), (4, 75), (5, 95)):
             self.create_table.setColumnWidth(col, width)
-        self.left_out_table = _table(("Client", "Agreement", "Why not"))
+        self.left_out_table = _table(("Client", "Agreement", "Reason"))
         self.left_out_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.left_out_table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        self.left_out_table.setColumnWidth(0, 230)
+        self.left_out_table.setColumnWidth(0, 210)
         self.left_out_table.setColumnWidth(1, 260)
         self.tabs.addTab(self.create_table, "To create")
         self.tabs.addTab(self.left_out_table, "Left out")
         layout.addWidget(self.tabs, 1)
         self.issue_now = QCheckBox("Issue this period's drafts straight away (numbers and due dates assigned today)")
+        self.issue_now.toggled.connect(lambda _c: self._update_create())
         layout.addWidget(self.issue_now)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.create_button = self.buttons.addButton("Create", QDialogButtonBox.ButtonRole.AcceptRole)
         self.create_button.setEnabled(False)
-        self.buttons.accepted.connect(self.create)
+        self.buttons.accepted.connect(self.create_drafts)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
         self.preview()
@@ -121,14 +128,30 @@ class GenerateDialog(QDialog):
         _fill(self.left_out_table, [[x.client_name, x.agreement_name, x.reason] for x in plan.left_out])
         self.tabs.setTabText(0, f"To create ({len(plan.invoices)})")
         self.tabs.setTabText(1, f"Left out ({len(plan.left_out)})")
-        count = len(plan.invoices)
-        self.create_button.setText(f"Create {count} draft{'s' if count != 1 else ''}" if count else "Nothing to create")
-        self.create_button.setEnabled(count > 0 or (self.issue_now.isChecked() and plan.instalments_due > 0))
+        self._update_create()
         self.previewed.emit()
 
-    def create(self) -> None:
+    def _update_create(self) -> None:
+        plan = self.plan
+        if plan is None or plan.month != self.month() or self._creating:
+            self.create_button.setEnabled(False)
+            return
+        count = len(plan.invoices)
+        issue = self.issue_now.isChecked()
+        s = "s" if count != 1 else ""
+        if count:
+            text = f"Create {count} draft{s}, then issue" if issue else f"Create {count} draft{s}"
+        elif issue and plan.instalments_due:
+            text = f"Issue {plan.instalments_due} instalment{'s' if plan.instalments_due != 1 else ''}"
+        else:
+            text = "Nothing to create"
+        self.create_button.setText(text)
+        self.create_button.setEnabled(count > 0 or (issue and plan.instalments_due > 0))
+
+    def create_drafts(self) -> None:
         month = self.month()
         issue = self.issue_now.isChecked()
+        self._creating = True
         self.create_button.setEnabled(False)
 
         def work(session: Session) -> tuple[GenerationResult, list[str]]:
@@ -139,14 +162,19 @@ class GenerateDialog(QDialog):
         self.ops.write(self, work, self._created, on_failure=self._failed, label="Generating invoices")
 
     def _failed(self, _exc: BaseException) -> bool:
-        self.create_button.setEnabled(True)
+        self._creating = False
+        self._update_create()
         return False  # the error dialog explains
 
     def _created(self, outcome: tuple[GenerationResult, list[str]]) -> None:
         result, numbers = outcome
-        text = f"Created {result.created} draft invoice{'s' if result.created != 1 else ''} for {result.plan.month.label}."
+        label = result.plan.month.label
+        text = f"Created {result.created} draft invoice{'s' if result.created != 1 else ''} for {label}."
         if numbers:
-            text += f"\nIssued {len(numbers)}: {numbers[0]} to {numbers[-1]}."
+            many = len(numbers) != 1
+            text = (f"Created {result.created} invoice{'s' if result.created != 1 else ''} for {label} and "
+                    f"issued {len(numbers)} draft{'s' if many else ''}: "
+                    + (f"{numbers[0]} to {numbers[-1]}." if many else f"{numbers[0]}."))
         elif result.created:
             text += "\nThey are drafts: review them on the Invoices screen, then Issue."
         self.result_text = text

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QDate
+from PySide6.QtCore import QDate, Qt
 from PySide6.QtWidgets import (
     QDateEdit,
     QDialog,
@@ -49,6 +49,7 @@ class InvoiceRef:
     total_cents: int
     balance_cents: int
     currency: str
+    settled_cents: int = 0  # paid or credited against it
 
     @property
     def label(self) -> str:
@@ -58,7 +59,7 @@ class InvoiceRef:
     def of(cls, row: object) -> InvoiceRef:
         g = row.__getattribute__
         return cls(g("id"), g("number"), g("client_name"), g("status"), g("kind"), g("total_cents"),
-                   g("balance_cents"), g("currency"))
+                   g("balance_cents"), g("currency"), g("settled_cents"))
 
 
 def can_issue(r: InvoiceRef) -> bool:
@@ -70,7 +71,8 @@ def can_pay(r: InvoiceRef) -> bool:
 
 
 def can_void(r: InvoiceRef) -> bool:
-    return r.kind == "invoice" and r.status in ("open", "uncollectible")
+    # Once anything is paid or credited, the way back is a credit note.
+    return r.kind == "invoice" and r.status in ("open", "uncollectible") and r.settled_cents == 0
 
 
 def can_credit(r: InvoiceRef) -> bool:
@@ -123,6 +125,7 @@ class ReasonDialog(QDialog):
         self.message.setText("\n".join(leftover))
         self.message.setVisible(bool(leftover))
         self.ok.setEnabled(True)
+        self.adjustSize()  # make room for the messages rather than squeezing the fields
 
 
 @dataclass(frozen=True)
@@ -182,13 +185,36 @@ def credit(ops: Ops, parent: QWidget | None, ref: InvoiceRef, done: Callable[[],
 
 
 def delete(ops: Ops, parent: QWidget | None, ref: InvoiceRef, done: Callable[[], None],
-           confirm: Callable[[str], bool] | None = None) -> None:
+           confirm: Callable[[str], bool] | None = None) -> QMessageBox | None:
+    """Delete a draft after a confirmation.
+
+    With `confirm` (a callable answering the question), it is asked synchronously;
+    otherwise a window-modal question box is opened (not exec'd, so nothing blocks)
+    and returned, and the draft is deleted when the user answers Yes.
+    """
     text = (f"Delete this draft for {ref.client_name} ({format_amount(ref.total_cents, ref.currency)})?\n\n"
             "Drafts have no number, so this leaves no gap. A draft generated from an agreement is "
             "created again the next time you generate its period.")
-    ask = confirm or (lambda t: QMessageBox.question(parent, "Delete draft", t) == QMessageBox.StandardButton.Yes)
-    if ask(text):
+
+    def go() -> None:
         ops.write(parent, lambda s: delete_draft(s, ref.id), lambda _r: done(), label="Deleting draft")
+
+    if confirm is not None:
+        if confirm(text):
+            go()
+        return None
+    box = QMessageBox(QMessageBox.Icon.Question, "Delete draft", text,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+    def answered(button: object) -> None:
+        if box.standardButton(button) == QMessageBox.StandardButton.Yes:  # type: ignore[arg-type]
+            go()
+
+    box.buttonClicked.connect(answered)
+    box.open()
+    return box
 
 
 class IssueDialog(QDialog):

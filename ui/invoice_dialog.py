@@ -33,7 +33,7 @@ STATUS_COLORS = {"draft": "#5f6368", "open": "#1a73e8", "paid": "#188038", "void
                  "uncollectible": "#b3261e"}
 
 
-def _table(headers: tuple[str, ...], right: tuple[int, ...] = ()) -> QTableWidget:
+def _table(headers: tuple[str, ...], right: tuple[int, ...] = (), center: tuple[int, ...] = ()) -> QTableWidget:
     t = QTableWidget(0, len(headers))
     t.setHorizontalHeaderLabels(headers)
     t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -43,17 +43,23 @@ def _table(headers: tuple[str, ...], right: tuple[int, ...] = ()) -> QTableWidge
     t.setWordWrap(False)
     t.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
     t.setProperty("right_columns", right)
+    t.setProperty("center_columns", center)
     return t
 
 
 def _fill(t: QTableWidget, rows: list[list[str]]) -> None:
     right = t.property("right_columns") or ()
+    center = t.property("center_columns") or ()
     t.setRowCount(len(rows))
     for r, cells in enumerate(rows):
         for c, text in enumerate(cells):
             item = QTableWidgetItem(text)
             if c in right:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            elif c in center:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            if len(text) > 30:  # columns are narrow; the whole text on hover
+                item.setToolTip(text)
             t.setItem(r, c, item)
 
 
@@ -97,10 +103,10 @@ class InvoiceDialog(QDialog):
         info.addWidget(self.dates, 1)
         layout.addLayout(info)
 
-        self.lines = _table(("Description", "Quantity", "Unit price", "Amount", "Tax"), right=(1, 2, 3))
+        self.lines = _table(("Description", "Quantity", "Unit price", "Amount", "Tax"), right=(1, 2, 3), center=(4,))
         for col, width in ((1, 80), (2, 100), (3, 110), (4, 40)):
             self.lines.setColumnWidth(col, width)
-        layout.addWidget(self.lines, 2)
+        layout.addWidget(self.lines, 3)
 
         self.totals_box = QWidget()
         self.totals = QGridLayout(self.totals_box)
@@ -127,7 +133,7 @@ class InvoiceDialog(QDialog):
         self.tabs.addTab(self.payments, "Payments")
         self.tabs.addTab(self.credit_notes, "Credit notes")
         self.tabs.addTab(self.history, "History")
-        layout.addWidget(self.tabs, 1)
+        layout.addWidget(self.tabs, 2)
 
         buttons = QHBoxLayout()
         self.issue_button = QPushButton("Issue…")
@@ -189,7 +195,10 @@ class InvoiceDialog(QDialog):
             facts.append(f"Issued {r.issue_date.isoformat()}")
         if r.due_date and not is_note:
             facts.append(f"Due {r.due_date.isoformat()}")
-        if r.period_start:
+        if r.period_start and r.period_start == d.period_end:
+            # Adjustments on their own are filed under the last day of their month.
+            facts.append(f"Adjustments generated for {Month.of(r.period_start).label}")
+        elif r.period_start:
             end = d.period_end.isoformat() if d.period_end else ""
             facts.append(f"Period {r.period_start.isoformat()} – {end}" if end else
                          f"Period {Month.of(r.period_start).label}")
@@ -240,11 +249,14 @@ class InvoiceDialog(QDialog):
     def _set_actions(self, d: InvoiceDetail | None) -> None:
         ref = self.ref()
         self.issue_button.setVisible(ref is not None and actions.can_issue(ref))
-        self.edit_button.setVisible(d is not None and d.editable)
+        # An instalment is generated from its plan: the core refuses edits to it (delete it instead).
+        self.edit_button.setVisible(d is not None and d.editable and d.instalment is None)
         self.pay_button.setVisible(ref is not None and actions.can_pay(ref) and ref.status != "paid")
         self.credit_button.setVisible(ref is not None and actions.can_credit(ref))
         self.write_off_button.setVisible(ref is not None and actions.can_write_off(ref))
-        self.void_button.setVisible(ref is not None and actions.can_void(ref))
+        # The core refuses to void what has money paid or credited against it: offer the credit note.
+        self.void_button.setVisible(ref is not None and actions.can_void(ref) and d is not None
+                                    and not d.paid_cents and not d.credited_cents)
         self.delete_button.setVisible(ref is not None and ref.status == "draft")
 
     def ref(self) -> InvoiceRef | None:
@@ -267,16 +279,16 @@ class InvoiceDialog(QDialog):
             return None
         return actions.issue(self.ops, self, [ref], lambda _n: self._after())
 
-    def _delete(self) -> None:
+    def _delete(self) -> QWidget | None:
         ref = self.ref()
         if ref is None:
-            return
+            return None
 
         def gone() -> None:
             self.changed.emit(self.invoice_id)
             self.accept()
 
-        actions.delete(self.ops, self, ref, gone)
+        return actions.delete(self.ops, self, ref, gone)
 
     def _edit(self) -> QWidget:
         from ui.one_time_dialog import OneTimeInvoiceDialog

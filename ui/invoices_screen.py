@@ -7,18 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
-    QCompleter,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -32,7 +27,7 @@ from ui import invoice_actions as actions
 from ui.invoice_actions import InvoiceRef
 from ui.ops import Ops
 from ui.table import Column, SnapshotTableModel
-from ui.widgets import heading
+from ui.widgets import heading, search_field, searchable_combo, snapshot_table
 
 STATUS_FILTERS: tuple[tuple[str, str | None], ...] = (
     ("All invoices", None), ("Drafts", "draft"), ("Unpaid", "unpaid"), ("Overdue", "overdue"),
@@ -56,7 +51,7 @@ def period_text(r: InvoiceRow) -> str:
 
 INVOICE_COLUMNS: list[Column[InvoiceRow]] = [
     Column("Number", lambda r: r.display_number, lambda r: (r.number is None, r.number or "", -r.id)),
-    Column("Client", lambda r: r.client_name, lambda r: r.client_name.casefold()),
+    Column("Client", lambda r: r.client_name, lambda r: r.client_name.casefold(), tooltip=lambda r: r.client_name),
     Column("Title", lambda r: r.title, lambda r: r.title.casefold(), tooltip=lambda r: r.title),
     Column("Issued", lambda r: r.issue_date.isoformat() if r.issue_date else "—",
            lambda r: r.issue_date or dt.date.max),
@@ -93,6 +88,7 @@ class InvoicesScreen(QWidget):
         self._loaded_once = False
         self._clients_loaded = False
         self._pending_select: int | None = None
+        self._load_seq = 0  # answers to earlier filter choices that arrive late are dropped
         self._build()
 
     # --- building ---
@@ -111,34 +107,21 @@ class InvoicesScreen(QWidget):
         layout.addLayout(top)
 
         bar = QHBoxLayout()
-        self.search = QLineEdit()
-        self.search.setPlaceholderText("Search by number, client or title")
-        self.search.setClearButtonEnabled(True)
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(120)
-        self._debounce.timeout.connect(self.apply_filter)
-        self.search.textChanged.connect(lambda _t: self._debounce.start())
+        self.search = search_field(self, "Search by number, client or title", self.apply_filter)
         bar.addWidget(self.search, 1)
         self.status = QComboBox()
         for label, value in STATUS_FILTERS:
             self.status.addItem(label, value)
         self.status.setCurrentIndex(0)
-        self.client = QComboBox()
-        self.client.setEditable(True)
-        self.client.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.client = searchable_combo()
         self.client.setMinimumWidth(200)
-        completer = self.client.completer()
-        if completer is not None:
-            completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-            completer.setFilterMode(Qt.MatchFlag.MatchContains)
         self.client.addItem("All clients", None)
         self.period = QComboBox()
         self.period.addItem("Any period", None)
         for m in recent_months(dt.date.today()):
             self.period.addItem(m.label, str(m))
         for combo in (self.status, self.client, self.period):
-            combo.currentIndexChanged.connect(lambda _i: self.reload())
+            combo.currentIndexChanged.connect(lambda _i: self._filter_changed())
             bar.addWidget(combo)
         layout.addLayout(bar)
         self.notice = QLabel()
@@ -147,22 +130,8 @@ class InvoicesScreen(QWidget):
         self.notice.hide()
         layout.addWidget(self.notice)
 
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSortingEnabled(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(26)
-        header = self.table.horizontalHeader()
-        header.setHighlightSections(False)
         # The title names the period ("Managed IT services — November 2026"), so no Period column.
-        for col, width in enumerate((105, 210, 260, 90, 90, 100, 100, 130)):
-            self.table.setColumnWidth(col, width)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table = snapshot_table(self.model, (95, 205, 260, 84, 84, 92, 92, 112), 2, multi_select=True)
         self.table.doubleClicked.connect(lambda _i: self.open_selected())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.model.modelReset.connect(self._update_buttons)
@@ -199,13 +168,18 @@ class InvoicesScreen(QWidget):
     def mark_stale(self) -> None:
         self._loaded_once = False
 
+    def _filter_changed(self) -> None:
+        self.notice.hide()  # it described the last generation; the user has moved on
+        self.reload()
+
     def filters(self) -> dict[str, object]:
         status = self.status.currentData()
         period = self.period.currentData()
         return {
             "status": status if status not in ("overdue", "credit_note") else None,
             "overdue_only": status == "overdue",
-            "kind": "credit_note" if status == "credit_note" else None,
+            # Credit notes are stored as paid; a status filter means invoices, not credit notes.
+            "kind": "credit_note" if status == "credit_note" else ("invoice" if status else None),
             "client_id": self.client.currentData(),
             "month": Month(int(period[:4]), int(period[5:])) if period else None,
         }
@@ -223,7 +197,10 @@ class InvoicesScreen(QWidget):
         def fetch(session: Session) -> list[InvoiceRow]:
             return list_invoices(session, **f)  # type: ignore[arg-type]
 
-        self.ops.read(self, fetch, self._loaded, label="Loading invoices")
+        self._load_seq += 1
+        seq = self._load_seq
+        self.ops.read(self, fetch, lambda rows: self._loaded(rows) if seq == self._load_seq else None,
+                      label="Loading invoices")
 
     def _fill_clients(self, choices: list[tuple[int, str, str]]) -> None:
         self.client.blockSignals(True)
@@ -331,14 +308,17 @@ class InvoicesScreen(QWidget):
     def _generated(self, month_text: str, text: str) -> None:
         self.notice.setText(text.replace("\n", " "))
         self.notice.show()
+        # Show what was just generated: that period, every status and client, no search.
         idx = self.period.findData(month_text)
-        self.period.blockSignals(True)
-        self.status.blockSignals(True)
+        for combo in (self.period, self.status, self.client):
+            combo.blockSignals(True)
         if idx >= 0:
             self.period.setCurrentIndex(idx)
         self.status.setCurrentIndex(0)
-        self.period.blockSignals(False)
-        self.status.blockSignals(False)
+        self.client.setCurrentIndex(0)
+        for combo in (self.period, self.status, self.client):
+            combo.blockSignals(False)
+        self.search.clear()
         self.after_change()
 
     def new_one_time(self, client_id: int | None = None) -> QWidget:

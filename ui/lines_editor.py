@@ -21,7 +21,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mspbill.money import MoneyError, format_amount, line_amount_cents, parse_amount, parse_decimal
+from mspbill.money import (
+    MoneyError,
+    format_amount,
+    line_amount_cents,
+    parse_amount,
+    parse_decimal,
+)
 from ui.widgets import ERROR_STYLE
 
 LINE_COLUMNS = ("Description", "Quantity", "Unit price", "Taxable", "Amount")

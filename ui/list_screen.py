@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from typing import Generic, TypeVar
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -26,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ui.ops import Ops
 from ui.table import Column, SnapshotTableModel
-from ui.widgets import heading
+from ui.widgets import heading, search_field, snapshot_table
 
 R = TypeVar("R")
 
@@ -85,14 +81,7 @@ class ListScreen(QWidget, Generic[R]):
         layout.addLayout(top)
 
         bar = QHBoxLayout()
-        self.search = QLineEdit()
-        self.search.setPlaceholderText(self.search_placeholder)
-        self.search.setClearButtonEnabled(True)
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(120)
-        self._debounce.timeout.connect(self.apply_filter)
-        self.search.textChanged.connect(lambda _t: self._debounce.start())
+        self.search = search_field(self, self.search_placeholder, self.apply_filter)
         bar.addWidget(self.search, 1)
         self.show_archived = QCheckBox("Show archived")
         self.show_archived.toggled.connect(lambda _c: self.reload())
@@ -105,23 +94,8 @@ class ListScreen(QWidget, Generic[R]):
         bar.addWidget(self.archive_button)
         layout.addLayout(bar)
 
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSortingEnabled(True)
+        self.table = snapshot_table(self.model, self.column_widths, 0)
         self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(26)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setHighlightSections(False)
-        for col, width in enumerate(self.column_widths):
-            self.table.setColumnWidth(col, width)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(lambda _i: self.edit_selected())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.model.modelReset.connect(self._update_buttons)

@@ -128,9 +128,9 @@ class MainWindow(QMainWindow):
         new_invoice.triggered.connect(lambda: self._new_in("Invoices"))
         generate = QAction("&Generate period…", self)
         generate.setShortcut(QKeySequence("Ctrl+G"))
-        generate.triggered.connect(lambda: (self.go("Invoices"), self.invoices.open_generate()))
+        generate.triggered.connect(self.generate_period)
         record = QAction("&Record payment…", self)
-        record.triggered.connect(lambda: (self.go("Payments"), self.payments.record_payment()))
+        record.triggered.connect(self.record_payment)
         quit_action = QAction("&Quit", self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
@@ -155,6 +155,14 @@ class MainWindow(QMainWindow):
             self, "About mspbill", f"mspbill {__version__}\nBilling for Managed Service Providers.\n\n"
                                    f"Database: {self.ctx.db.describe()}"))
         help_menu.addAction(about)
+
+    def generate_period(self) -> None:
+        self.go("Invoices")
+        self.invoices.open_generate()
+
+    def record_payment(self) -> None:
+        self.go("Payments")
+        self.payments.record_payment()
 
     def _new_in(self, name: str) -> None:
         self.go(name)

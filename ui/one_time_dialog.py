@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QCompleter,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
@@ -37,7 +36,7 @@ from mspbill.periods import Month
 from ui.invoices_screen import recent_months
 from ui.lines_editor import LineRow, LinesEditor
 from ui.ops import Ops
-from ui.widgets import ERROR_STYLE, FieldForm
+from ui.widgets import ERROR_STYLE, FieldForm, searchable_combo
 
 
 class OneTimeInvoiceDialog(QDialog):
@@ -59,13 +58,7 @@ class OneTimeInvoiceDialog(QDialog):
     def _build(self) -> None:
         top = QWidget()
         self.form = FieldForm(QFormLayout(top))
-        self.client = QComboBox()
-        self.client.setEditable(True)
-        self.client.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        completer = self.client.completer()
-        if completer is not None:
-            completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-            completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.client = searchable_combo()
         self.client.currentIndexChanged.connect(self._client_changed)
         self.form.add("client_id", "Client", self.client)
         self.title = self.form.add("title", "Title", QLineEdit())
@@ -83,9 +76,11 @@ class OneTimeInvoiceDialog(QDialog):
         self.instalments = QSpinBox()
         self.instalments.setRange(1, MAX_INSTALMENTS)
         self.instalments.setValue(1)
-        self.instalments.setSuffix(" instalment(s)")
+        self.instalments.setSuffix(" invoice")
+        self.instalments.valueChanged.connect(
+            lambda v: self.instalments.setSuffix(" invoice" if v == 1 else " monthly instalments"))
         pl.addWidget(self.instalments)
-        pl.addWidget(QLabel("monthly, the first in"))
+        pl.addWidget(QLabel("starting"))
         self.first_month = QComboBox()
         for m in reversed(recent_months(dt.date.today(), back=1, ahead=12)):
             self.first_month.addItem(m.label, str(m))
@@ -112,6 +107,7 @@ class OneTimeInvoiceDialog(QDialog):
         layout.addWidget(top)
         layout.addWidget(QLabel("Lines"))
         layout.addWidget(self.editor, 1)
+        layout.addWidget(QLabel("Note on the invoice"))
         layout.addWidget(self.memo)
         layout.addWidget(plan)
         layout.addWidget(self.plan_note)

@@ -7,7 +7,6 @@ import datetime as dt
 from PySide6.QtCore import QDate, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QCompleter,
     QDateEdit,
     QDialog,
     QDialogButtonBox,
@@ -31,7 +30,7 @@ from mspbill.payments.manual import (
 )
 from mspbill.validation import Issue, ValidationError
 from ui.ops import Ops
-from ui.widgets import ERROR_STYLE, FieldForm
+from ui.widgets import ERROR_STYLE, FieldForm, searchable_combo
 
 MUTED_STYLE = "color: #5f6368;"
 
@@ -110,14 +109,8 @@ class RecordPaymentDialog(QDialog):
             self.client_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form_layout.addRow("Client", self.client_label)
         else:
-            self.invoice = QComboBox()
-            self.invoice.setEditable(True)
-            self.invoice.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            self.invoice = searchable_combo()  # type part of a number or a client's name
             self.invoice.setMaxVisibleItems(15)
-            completer = self.invoice.completer()
-            if completer is not None:  # type part of a number or a client's name
-                completer.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
-                completer.setFilterMode(Qt.MatchFlag.MatchContains)
             line = self.invoice.lineEdit()
             if line is not None:
                 line.setPlaceholderText("Type an invoice number or client name")

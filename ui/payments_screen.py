@@ -5,16 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -25,7 +21,7 @@ from mspbill.periods import Month
 from ui.ops import Ops
 from ui.payment_dialog import RecordPaymentDialog
 from ui.table import Column, SnapshotTableModel
-from ui.widgets import heading
+from ui.widgets import heading, search_field, snapshot_table
 
 MONTHS_OFFERED = 24
 
@@ -89,14 +85,7 @@ class PaymentsScreen(QWidget):
         layout.addLayout(top)
 
         bar = QHBoxLayout()
-        self.search = QLineEdit()
-        self.search.setPlaceholderText("Search by client, invoice number or reference")
-        self.search.setClearButtonEnabled(True)
-        self._debounce = QTimer(self)
-        self._debounce.setSingleShot(True)
-        self._debounce.setInterval(120)
-        self._debounce.timeout.connect(self.apply_filter)
-        self.search.textChanged.connect(lambda _t: self._debounce.start())
+        self.search = search_field(self, "Search by client, invoice number or reference", self.apply_filter)
         bar.addWidget(self.search, 1)
         self.month = QComboBox()
         self.month.addItem("All dates", None)
@@ -109,23 +98,8 @@ class PaymentsScreen(QWidget):
         bar.addWidget(self.month)
         layout.addLayout(bar)
 
-        self.table = QTableView()
-        self.table.setModel(self.model)
-        self.table.setSortingEnabled(True)
+        self.table = snapshot_table(self.model, COLUMN_WIDTHS, CLIENT_COLUMN)
         self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
-        self.table.verticalHeader().hide()
-        self.table.verticalHeader().setDefaultSectionSize(26)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setHighlightSections(False)
-        for col, width in enumerate(COLUMN_WIDTHS):
-            self.table.setColumnWidth(col, width)
-        header.setSectionResizeMode(CLIENT_COLUMN, QHeaderView.ResizeMode.Stretch)
         self.table.doubleClicked.connect(self._double_clicked)
         layout.addWidget(self.table, 1)
 
