@@ -98,20 +98,33 @@ def cmd_clients_list(ctx: AppContext, args: argparse.Namespace) -> int:
         rows = list_clients(session, include_archived=args.all, search=args.search or "")
     if args.json:
         emit_json([{**dataclasses.asdict(r),
-                    "monthly_value": format_amount(r.monthly_value_cents, r.currency)} for r in rows])
+                    "monthly_value": format_amount(r.monthly_value_cents, r.currency),
+                    "credit": format_amount(r.credit_cents, r.currency)} for r in rows])
         return EXIT_OK
-    _print_table(["ID", "Client", "Billing e-mail", "City", "Autopay", "Agreements", "Monthly", "Status"],
+    _print_table(["ID", "Client", "Billing e-mail", "City", "Autopay", "Agreements", "Monthly", "Credit", "Status"],
                  [[str(r.id), r.legal_name, r.primary_email, r.city, "yes" if r.autopay else "no",
-                   str(r.agreement_count), format_amount(r.monthly_value_cents, r.currency), r.status]
+                   str(r.agreement_count), format_amount(r.monthly_value_cents, r.currency),
+                   format_amount(r.credit_cents, r.currency) if r.credit_cents else "", r.status]
                   for r in rows])
     print(f"\n{len(rows)} client(s)")
+    if any(r.credit_cents for r in rows):
+        print("Credit is the client's credit on account, applied to the next invoice issued.")
     return EXIT_OK
+
+
+def _check_client(session: Any, client_id: int | None) -> None:
+    """`--client ID` names a client that exists (archived ones too)."""
+    from mspbill.db.models import Client
+
+    if client_id is not None and session.get(Client, client_id) is None:
+        raise NotFoundError(f"There is no client with ID {client_id}.")
 
 
 def cmd_agreements_list(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.agreements import list_agreements
 
     with ctx.db.session() as session:
+        _check_client(session, args.client)
         rows = list_agreements(session, include_archived=args.all, client_id=args.client)
     if args.json:
         emit_json([{**dataclasses.asdict(r), "monthly_value_cents": r.monthly_value_cents} for r in rows])
@@ -201,7 +214,12 @@ def cmd_invoices_generate(ctx: AppContext, args: argparse.Namespace) -> int:
             return EXIT_OK
         print(f"Preview of the invoices for {month.label} (dry run: nothing is written)\n")
         _print_plan(plan)
-        print(f"\n{plan.summary()} Run again without --dry-run to create the drafts.")
+        if plan.invoices:
+            print(f"\n{plan.summary()} Run again without --dry-run to create the drafts.")
+        else:
+            print(f"\n{plan.summary()}")
+        if plan.drafts_waiting or plan.instalments_due:
+            print(f"Issue the waiting drafts with `mspbill invoices issue --period {month}`.")
         return EXIT_OK
     with ctx.db.write_session() as session, session.begin():
         result = generate_period(session, month)
@@ -220,7 +238,9 @@ def cmd_invoices_generate(ctx: AppContext, args: argparse.Namespace) -> int:
               "--dry-run` says why.")
     if plan.instalments_due:
         print(f"{plan.instalments_due} instalment(s) of split invoices also fall due this month.")
-    if result.created or plan.instalments_due:
+    if plan.drafts_waiting and not result.created:
+        print(f"{plan.drafts_waiting} draft(s) for {month.label} are waiting to be issued.")
+    if result.created or plan.instalments_due or plan.drafts_waiting:
         print(f"Review them with `mspbill invoices list --status draft --period {month}`, "
               f"then issue them with `mspbill invoices issue --period {month}`.")
     return EXIT_OK
@@ -238,8 +258,8 @@ def cmd_invoices_issue(ctx: AppContext, args: argparse.Namespace) -> int:
                    "first": numbers[0] if numbers else None, "last": numbers[-1] if numbers else None})
         return EXIT_OK
     if not numbers:
-        print(f"There are no drafts for {month.label} to issue; create them with "
-              f"`mspbill invoices generate --period {month}`.")
+        print(f"There are no drafts for {month.label} to issue: its invoices are issued already, or not "
+              f"generated yet (`mspbill invoices generate --period {month} --dry-run` shows which).")
         return EXIT_OK
     span = numbers[0] if len(numbers) == 1 else f"{numbers[0]} to {numbers[-1]}"
     print(f"Issued {len(numbers)} invoice(s) for {month.label}, dated {issue_date.isoformat()}: {span}.")
@@ -247,6 +267,8 @@ def cmd_invoices_issue(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def _status_text(row: InvoiceRow) -> str:
+    if row.kind == "credit_note":
+        return "Applied"  # issued and applied at once; it owes nothing and falls due never
     if row.overdue:
         return f"{row.status}, overdue {row.overdue_days} day{'s' if row.overdue_days != 1 else ''}"
     return row.status
@@ -254,7 +276,7 @@ def _status_text(row: InvoiceRow) -> str:
 
 def _row_json(row: InvoiceRow) -> dict[str, Any]:
     return {**dataclasses.asdict(row), "display_number": row.display_number, "overdue": row.overdue,
-            "total": format_amount(row.total_cents, row.currency),
+            "status_text": _status_text(row), "total": format_amount(row.total_cents, row.currency),
             "balance": format_amount(row.balance_cents, row.currency)}
 
 
@@ -263,6 +285,7 @@ def cmd_invoices_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
     month = parse_period(args.period) if args.period else None
     with ctx.db.session() as session:
+        _check_client(session, args.client)
         rows = list_invoices(session, status=args.status, client_id=args.client, month=month,
                              overdue_only=args.overdue)
     if args.json:
@@ -270,8 +293,10 @@ def cmd_invoices_list(ctx: AppContext, args: argparse.Namespace) -> int:
         return EXIT_OK
     _print_table(["Number", "Client", "Title", "Issued", "Due", "Total", "Balance", "Status"],
                  [[r.display_number, r.client_name, r.title, r.issue_date.isoformat() if r.issue_date else "",
-                   r.due_date.isoformat() if r.due_date else "", format_amount(r.total_cents, r.currency),
-                   format_amount(r.balance_cents, r.currency), _status_text(r)] for r in rows])
+                   r.due_date.isoformat() if r.due_date and r.kind == "invoice" else "",
+                   format_amount(r.total_cents, r.currency),
+                   format_amount(r.balance_cents, r.currency) if r.kind == "invoice" else "", _status_text(r)]
+                  for r in rows])
     owed: dict[str, int] = {}
     for r in rows:
         if r.status == "open" and r.kind == "invoice":
@@ -290,8 +315,11 @@ def _find(session: Any, number: str) -> Any:
 def cmd_invoices_show(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.invoicing import get_invoice, invoice_detail
 
-    if (args.number is None) == (args.id is None):
-        raise CliError("Give an invoice number (for example INV-000123) or --id for a draft, not both.")
+    if args.number is None and args.id is None:
+        raise CliError("Give the invoice number to show, for example `mspbill invoices show INV-000123`, "
+                       "or --id ID for a draft (which has no number yet).")
+    if args.number is not None and args.id is not None:
+        raise CliError("Give either an invoice number or --id for a draft, not both.")
     with ctx.db.session() as session:
         inv = _find(session, args.number) if args.number is not None else get_invoice(session, args.id)
         detail = invoice_detail(session, inv.id)
@@ -314,7 +342,7 @@ def cmd_invoices_show(ctx: AppContext, args: argparse.Namespace) -> int:
         facts.append(("Period", _span(row.period_start, detail.period_end)))
     if row.issue_date:
         facts.append(("Issued", row.issue_date.isoformat()))
-    if row.due_date:
+    if row.due_date and row.kind == "invoice":
         facts.append(("Due", row.due_date.isoformat()))
     if detail.credit_for:
         facts.append(("Credits", detail.credit_for))
@@ -323,7 +351,8 @@ def cmd_invoices_show(ctx: AppContext, args: argparse.Namespace) -> int:
     bill_to = detail.bill_to or {}
     if bill_to:
         facts.append(("Bill to", "; ".join([bill_to.get("name", ""), *bill_to.get("address", [])])))
-    if detail.memo:
+    if detail.memo and detail.memo != detail.status_reason:
+        # A credit note keeps its reason as its memo too: say it once.
         facts.append(("Note", detail.memo))
     width = max(len(k) for k, _ in facts)
     for key, value in facts:
@@ -364,15 +393,26 @@ def cmd_invoices_show(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_invoices_void(ctx: AppContext, args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from mspbill.db.models import ClientCredit, CreditReason
     from mspbill.invoicing import void_invoice
 
     with ctx.db.write_session() as session, session.begin():
         inv = void_invoice(session, _find(session, args.number).id, args.reason)
-        number, reason = inv.number, inv.status_reason
+        number, reason, currency = inv.number, inv.status_reason, inv.currency
+        # The client credit the invoice had used comes back to the client's account.
+        returned = int(session.scalar(select(func.coalesce(func.sum(ClientCredit.amount_cents), 0)).where(
+            ClientCredit.invoice_id == inv.id, ClientCredit.reason == CreditReason.RETURNED)) or 0)
     if args.json:
-        emit_json({"number": number, "status": "void", "reason": reason})
+        emit_json({"number": number, "status": "void", "reason": reason, "currency": currency,
+                   "credit_returned_cents": returned})
     else:
-        print(f"Voided {number}: {reason}")
+        text = f"Voided {number}: {reason}"
+        if returned:
+            text += (f"\nThe {format_amount(returned, currency)} of client credit it had used was returned to "
+                     "the client's credit, for the next invoice issued.")
+        print(text)
     return EXIT_OK
 
 
@@ -381,16 +421,27 @@ def cmd_invoices_credit(ctx: AppContext, args: argparse.Namespace) -> int:
 
     with ctx.db.write_session() as session, session.begin():
         inv = _find(session, args.number)
+        credited_before = inv.credited_cents
         note = create_credit_note(session, inv.id, args.reason, args.amount)
+        # The note reduces the invoice's balance first; the rest goes to the client's credit.
+        off_balance = inv.credited_cents - credited_before
         document = {"credit_note": note.number, "invoice": inv.number, "currency": inv.currency,
                     "total_cents": note.total_cents, "invoice_status": inv.status.value,
-                    "invoice_balance_cents": inv.balance_cents}
+                    "invoice_balance_cents": max(0, inv.balance_cents),
+                    "balance_reduced_cents": off_balance,
+                    "client_credit_cents": note.total_cents - off_balance}
     if args.json:
         emit_json(document)
     else:
         cur = document["currency"]
+        parts = []
+        if document["balance_reduced_cents"]:
+            parts.append(f"{format_amount(document['balance_reduced_cents'], cur)} off the invoice's balance")
+        if document["client_credit_cents"]:
+            parts.append(f"{format_amount(document['client_credit_cents'], cur)} to the client's credit, "
+                         "applied to the next invoice issued")
         print(f"Issued credit note {document['credit_note']} for {format_amount(document['total_cents'], cur)} "
-              f"on {document['invoice']}; its balance is now "
+              f"on {document['invoice']}: {' and '.join(parts)}. {document['invoice']}'s balance is now "
               f"{format_amount(document['invoice_balance_cents'], cur)} ({document['invoice_status']}).")
     return EXIT_OK
 
@@ -444,6 +495,7 @@ def cmd_payments_list(ctx: AppContext, args: argparse.Namespace) -> int:
 
     month = parse_period(args.period) if args.period else None
     with ctx.db.session() as session:
+        _check_client(session, args.client)
         rows = list_payments(session, client_id=args.client, month=month)
     if args.json:
         emit_json([{**dataclasses.asdict(r), "credit_cents": r.credit_cents,
@@ -625,9 +677,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return func(ctx, args)
     except ValidationError as exc:
-        print("mspbill: the input has problems:", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  - {issue.field}: {issue.message}", file=sys.stderr)
+        # The messages are sentences for a person; the field names are the program's.
+        messages = [issue.message for issue in exc.issues] or [str(exc)]
+        if len(messages) == 1:
+            print(f"mspbill: {messages[0]}", file=sys.stderr)
+        else:
+            print(f"mspbill: {len(messages)} problems:", file=sys.stderr)
+            for message in messages:
+                print(f"  - {message}", file=sys.stderr)
         return EXIT_USAGE
     except (CliError, DemoRefusedError, NotFoundError, KeyringUnavailableError, DatabaseOpenError, PeriodError,
             ConcurrentGenerationError) as exc:

@@ -28,6 +28,7 @@ from mspbill.db.models import (
     AgreementStatus,
     Client,
     ClientContact,
+    ClientCredit,
     ClientStatus,
     LINE_AMOUNT_SQL,
     utcnow,
@@ -84,6 +85,8 @@ class ClientRow:
     agreement_count: int
     monthly_value_cents: int
     created_at: dt.datetime
+    # Client credit on account (overpayments, credit notes), applied to the next invoice issued.
+    credit_cents: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class ClientDetail:
     status: str
     archived_at: dt.datetime | None
     active_agreement_count: int
+    credit_cents: int = 0
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -300,7 +304,10 @@ def client_detail(session: Session, client_id: int) -> ClientDetail:
     client = get_client(session, client_id)
     active = session.scalar(select(func.count(Agreement.id)).where(
         Agreement.client_id == client_id, Agreement.status == AgreementStatus.ACTIVE)) or 0
-    return ClientDetail(client.id, client_draft(client), client.status.value, client.archived_at, active)
+    credit = session.scalar(select(func.coalesce(func.sum(ClientCredit.amount_cents), 0))
+                            .where(ClientCredit.client_id == client_id)) or 0
+    return ClientDetail(client.id, client_draft(client), client.status.value, client.archived_at, active,
+                        int(credit))
 
 
 def monthly_value_by_client(session: Session, today: dt.date | None = None) -> dict[int, int]:
@@ -329,6 +336,8 @@ def list_clients(session: Session, *, include_archived: bool = False, search: st
         select(Agreement.client_id, func.count(Agreement.id))
         .where(Agreement.status == AgreementStatus.ACTIVE).group_by(Agreement.client_id)).all())
     values = monthly_value_by_client(session)
+    credits = {cid: int(total) for cid, total in session.connection().execute(
+        select(ClientCredit.client_id, func.sum(ClientCredit.amount_cents)).group_by(ClientCredit.client_id))}
     stmt = select(Client.id, Client.legal_name, Client.billing_emails, Client.city, Client.region,
                   Client.currency, Client.autopay, Client.status, Client.created_at)
     if not include_archived:
@@ -342,7 +351,7 @@ def list_clients(session: Session, *, include_archived: bool = False, search: st
             id=cid, legal_name=name, primary_email=emails.split(",")[0].strip() if emails else "",
             billing_emails=emails, city=city, region=region, currency=currency, autopay=autopay,
             status=status.value, agreement_count=counts.get(cid, 0),
-            monthly_value_cents=values.get(cid, 0), created_at=created))
+            monthly_value_cents=values.get(cid, 0), created_at=created, credit_cents=credits.get(cid, 0)))
     rows.sort(key=lambda r: r.legal_name.casefold())
     return rows
 

@@ -181,6 +181,7 @@ def create_demo_office(session: Session, clients: int = DEFAULT_CLIENTS, seed: i
             client_id=client.id, name="Managed IT services", start_date=start, frequency="monthly",
             lines=_lines(rng, seats)))
         agreements += 1
+        titles: set[str] = set()
         for chance in (0.9, 0.1):  # about two agreements per client, as in a real office
             if rng.random() >= chance:
                 continue
@@ -188,6 +189,9 @@ def create_demo_office(session: Session, clients: int = DEFAULT_CLIENTS, seed: i
             end = None
             if rng.random() < 0.08:
                 end = today.replace(day=1) + dt.timedelta(days=rng.randint(20, 200))
+            if title in titles:
+                continue  # the same service twice would look like double billing
+            titles.add(title)
             create_agreement(session, AgreementDraft(
                 client_id=client.id, name=title, start_date=start, end_date=end, frequency=freq, lines=lines))
             agreements += 1

@@ -144,6 +144,8 @@ class GenerationPlan:
     invoices: list[PlannedInvoice] = field(default_factory=list)
     left_out: list[LeftOut] = field(default_factory=list)
     instalments_due: int = 0
+    # Drafts already generated for the month, waiting to be issued.
+    drafts_waiting: int = 0
     # Agreements whose pending adjustments were all placed (or came to nothing).
     settled_adjustments: dict[int, dt.date | None] = field(default_factory=dict)
 
@@ -158,7 +160,9 @@ class GenerationPlan:
 
     def summary(self) -> str:
         if not self.invoices:
-            return f"Nothing to generate for {self.month.label}."
+            waiting = (f" {self.drafts_waiting} draft{'s are' if self.drafts_waiting != 1 else ' is'} waiting "
+                       "to be issued." if self.drafts_waiting else "")
+            return f"Nothing to generate for {self.month.label}.{waiting}"
         money = ", ".join(format_amount(t.total_cents, c) for c, t in self.totals_by_currency().items())
         n = len(self.invoices)
         return f"{n} invoice{'s' if n != 1 else ''} for {self.month.label}, {money} in all."
@@ -356,13 +360,18 @@ def discount_lines(lines: list[PlannedLine], percent: Decimal) -> list[PlannedLi
 
 # --- the plan -------------------------------------------------------------
 
-def _left_out_reason(a: Agreement, period: Period, month: Month, has_invoice: bool) -> str | None:
+def _left_out_reason(a: Agreement, period: Period, month: Month, existing: InvoiceStatus | None) -> str | None:
     if a.start_date > month.last_day:
         return f"Starts {a.start_date.isoformat()}"
     if a.end_date is not None and a.end_date < period.start:
         return f"Ended {a.end_date.isoformat()}"
-    if has_invoice:
-        return f"Already invoiced for {period.label(a.frequency)}"
+    label = period.label(a.frequency)
+    if existing is InvoiceStatus.DRAFT:
+        return f"Draft for {label} waiting to be issued"
+    if existing is InvoiceStatus.VOID:
+        return f"Invoice for {label} was voided: not billed again (use a one-time invoice to re-bill)"
+    if existing is not None:
+        return f"Already invoiced for {label}"
     if max(period.start, a.start_date) > month.last_day:
         return f"Next billed in {Month.of(max(period.start, a.start_date)).label}"
     return None
@@ -386,16 +395,22 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
     rows: list[Any] = list(session.execute(stmt))
     ids = [r.id for r in rows]
     versions: dict[int, list[Any]] = defaultdict(list)
-    existing: set[tuple[int | None, dt.date | None]] = set()
+    existing: dict[tuple[int | None, dt.date | None], InvoiceStatus] = {}
     line_table = AgreementLine.__table__
     for chunk in _chunks(ids):
         for v in session.execute(select(line_table).where(line_table.c.agreement_id.in_(chunk))):
             versions[v.agreement_id].append(v)
-        for agreement_id, start in session.execute(
-                select(Invoice.agreement_id, Invoice.period_start).where(Invoice.agreement_id.in_(chunk))):
-            existing.add((agreement_id, start))
+        for agreement_id, start, status in session.execute(
+                select(Invoice.agreement_id, Invoice.period_start, Invoice.status)
+                .where(Invoice.agreement_id.in_(chunk))):
+            existing[(agreement_id, start)] = status
     dirty = [r.id for r in rows if r.adjust_from is not None]
     ledger = _ledger(session, dirty)
+    plan.drafts_waiting = session.scalar(
+        select(func.count(Invoice.id)).where(
+            Invoice.status == InvoiceStatus.DRAFT, Invoice.kind == InvoiceKind.INVOICE,
+            Invoice.instalment_plan_id.is_(None), Invoice.period_start <= month.last_day,
+            func.coalesce(Invoice.period_end, Invoice.period_start) >= month.first_day)) or 0
     plan.instalments_due = session.scalar(
         select(func.count(Invoice.id)).where(Invoice.status == InvoiceStatus.DRAFT, Invoice.instalment_plan_id.is_not(None),
                                Invoice.period_start.between(month.first_day, month.last_day))) or 0
@@ -404,7 +419,7 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
         client = _ClientOf(a.client_id, a.legal_name, a.currency, a.tax_rate_percent, a.autopay)
         period = billing_period(a.frequency, month.first_day)
         has_invoice = (a.id, period.start) in existing
-        reason = _left_out_reason(a, period, month, has_invoice)
+        reason = _left_out_reason(a, period, month, existing.get((a.id, period.start)))
         lines: list[PlannedLine] = []
         if reason is None:
             lines = service_lines(a, versions[a.id], period)
@@ -412,10 +427,13 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
                 reason = "No lines in force in this period"
         adjustments: list[PlannedLine] = []
         if a.adjust_from is not None:
+            # An agreement ending inside its invoiced period gets no further invoice
+            # for it: credit the days after its end now rather than a period later.
+            ends_here = has_invoice and a.end_date is not None and a.end_date < period.end
             adjustments, later = _pending_adjustments(a, versions[a.id], ledger.get(a.id, {}), period,
-                                                      client.currency)
+                                                      client.currency, include_current=ends_here)
             key = period.start if lines else month.last_day
-            if adjustments and not lines and (has_invoice or (a.id, key) in existing):
+            if adjustments and not lines and ((has_invoice and not ends_here) or (a.id, key) in existing):
                 # The period is billed already (its draft may still be open): they ride
                 # on the agreement's next invoice rather than on an extra one now.
                 adjustments = []
@@ -454,8 +472,9 @@ class _ClientOf:
 
 def _pending_adjustments(a: Agreement, versions: list[AgreementLine],
                          ledger: dict[dt.date, list[InvoiceLine]], current: Period,
-                         currency: str) -> tuple[list[PlannedLine], dt.date | None]:
-    """Adjustments for invoiced periods before `current`; and what stays pending after."""
+                         currency: str, *, include_current: bool = False) -> tuple[list[PlannedLine], dt.date | None]:
+    """Adjustments for invoiced periods before `current` (and `current` itself when
+    asked); and from when adjustments stay pending after."""
     assert a.adjust_from is not None
     out: list[PlannedLine] = []
     later: dt.date | None = None
@@ -463,7 +482,7 @@ def _pending_adjustments(a: Agreement, versions: list[AgreementLine],
         period = billing_period(a.frequency, start)
         if period.end < a.adjust_from:
             continue
-        if start >= current.start:
+        if start > current.start or (start == current.start and not include_current):
             # Invoiced ahead of this run: adjusted by a later one.
             later = max(a.adjust_from, current.start) if later is None else later
             continue

@@ -144,14 +144,19 @@ class InvoiceDetail:
 
 
 def _balance_sql():  # type: ignore[no-untyped-def]
+    # A void invoice and a credit note owe nothing, whatever their columns say.
     raw = Invoice.total_cents - Invoice.credit_applied_cents - Invoice.paid_cents - Invoice.credited_cents
-    return case((raw < 0, 0), else_=raw)
+    return case((Invoice.status == InvoiceStatus.VOID, 0), (Invoice.kind == InvoiceKind.CREDIT_NOTE, 0),
+                (raw < 0, 0), else_=raw)
 
 
 def _row(inv: Invoice, client_name: str, today: dt.date) -> InvoiceRow:
+    # As _balance_sql: nothing is owed on a void invoice or a credit note.
+    balance = (0 if inv.status is InvoiceStatus.VOID or inv.kind is InvoiceKind.CREDIT_NOTE
+               else max(0, inv.balance_cents))
     return InvoiceRow(inv.id, inv.number, inv.kind.value, inv.status.value, inv.client_id, client_name, inv.title,
                       inv.period_start, inv.issue_date, inv.due_date, inv.currency, inv.total_cents,
-                      inv.balance_cents, _overdue_days(inv.status, inv.due_date, inv.balance_cents, today),
+                      balance, _overdue_days(inv.status, inv.due_date, balance, today),
                       inv.paid_cents + inv.credited_cents)
 
 
@@ -166,7 +171,8 @@ def list_invoices(session: Session, *, status: str | None = None, client_id: int
                   kind: str | None = None, today: dt.date | None = None, limit: int | None = None
                   ) -> list[InvoiceRow]:
     """Invoice rows, newest first.  `month` matches an invoice whose billing
-    period covers it or, for one-time invoices, the issue date."""
+    period covers it or, for one-time invoices, the issue date.  A `status`
+    with no `kind` lists invoices only (credit notes are stored as paid)."""
     today = today or dt.date.today()
     balance = _balance_sql()
     stmt = (select(Invoice.id, Invoice.number, Invoice.kind, Invoice.status, Invoice.client_id, Client.legal_name,
@@ -178,6 +184,9 @@ def list_invoices(session: Session, *, status: str | None = None, client_id: int
             stmt = stmt.where(Invoice.status == InvoiceStatus.OPEN)
         else:
             stmt = stmt.where(Invoice.status == InvoiceStatus(status))
+    if not kind and (status or overdue_only):
+        # Credit notes are stored as paid: a status filter means invoices, as on the Invoices screen.
+        kind = InvoiceKind.INVOICE.value
     if kind:
         stmt = stmt.where(Invoice.kind == InvoiceKind(kind))
     if client_id is not None:
@@ -517,6 +526,7 @@ def issue_invoices(session: Session, invoice_ids: list[int], issue_date: dt.date
     issue_date = issue_date or dt.date.today()
     if not invoice_ids:
         return []
+    check_issue_date(session, issue_date)
     invoices: list[Invoice] = []
     for chunk_start in range(0, len(invoice_ids), 500):
         chunk = invoice_ids[chunk_start:chunk_start + 500]
@@ -727,7 +737,8 @@ def create_credit_note(session: Session, invoice_id: int, reason: str, amount: s
                                                f"{inv.number} not yet credited.")])
     session.add(note)
     session.flush()
-    issue_date = issue_date or dt.date.today()
+    # A credit note cannot predate what it credits.
+    issue_date = max(issue_date or dt.date.today(), inv.issue_date or dt.date.min)
     pattern, seq = _take_numbers(session, InvoiceKind.CREDIT_NOTE, 1)
     note.number_seq, note.number = seq, format_invoice_number(pattern, seq)
     note.status, note.issue_date, note.due_date = InvoiceStatus.PAID, issue_date, issue_date
@@ -753,6 +764,29 @@ def create_credit_note(session: Session, invoice_id: int, reason: str, amount: s
     audit.record(session, "invoice.credited", "invoice", inv.id, f"{summary} ({', '.join(where)})")
     session.flush()
     return note
+
+
+ISSUE_AHEAD_DAYS = 92
+
+
+def check_issue_date(session: Session, issue_date: dt.date, today: dt.date | None = None) -> None:
+    """Numbers and issue dates go forward together, and stay near today.
+
+    An invoice dated before the last one issued would break the order auditors
+    expect (INV-000435 dated before INV-000434), and numbers cannot be taken back.
+    """
+    today = today or dt.date.today()
+    latest = session.scalar(select(func.max(Invoice.issue_date)).where(
+        Invoice.kind == InvoiceKind.INVOICE, Invoice.number.is_not(None)))
+    if latest is not None and issue_date < latest:
+        raise ValidationError([Issue("issue_date", f"The issue date {issue_date.isoformat()} is before "
+                                                   f"{latest.isoformat()}, the date of the last invoice issued; "
+                                                   f"numbers and dates go forward together. Use "
+                                                   f"{latest.isoformat()} or later.")])
+    if issue_date > today + dt.timedelta(days=ISSUE_AHEAD_DAYS):
+        raise ValidationError([Issue("issue_date", f"The issue date {issue_date.isoformat()} is more than "
+                                                   f"{ISSUE_AHEAD_DAYS} days ahead; issue invoices when they are due "
+                                                   "to go out.")])
 
 
 def parse_issue_date(text: str | dt.date | None) -> dt.date:

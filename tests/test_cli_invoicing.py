@@ -8,6 +8,7 @@ own copy of the data folder.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from mspbill.company import CompanyDraft, save_company
 from mspbill.db.schema import open_database
 from mspbill.generation import ConcurrentGenerationError
 from mspbill.paths import DB_FILENAME
+from mspbill.periods import parse_period
 
 PERIOD = "2025-03"
 ISSUE_DAY = "2025-03-01"
@@ -171,7 +173,8 @@ def test_generate_twice_creates_nothing_new(cli, fresh: Path) -> None:
     reasons = _json(cli("--data-dir", str(fresh), "invoices", "generate", "--period", PERIOD, "--json"))
     assert reasons["created"] == 0 and reasons["invoices"] == []
     assert sorted(x["reason"] for x in reasons["left_out"]) == [
-        "Already invoiced for March 2025", "Already invoiced for March 2025", "Already invoiced for Q1 2025",
+        "Draft for March 2025 waiting to be issued", "Draft for March 2025 waiting to be issued",
+        "Draft for Q1 2025 waiting to be issued",
         "Starts 2025-06-01"]
     assert _state(fresh) == after_first
 
@@ -248,8 +251,11 @@ def test_issue_without_drafts_says_to_generate(cli, fresh: Path) -> None:
 def test_issue_with_a_bad_date_is_refused(cli, fresh: Path) -> None:
     cli("--data-dir", str(fresh), "invoices", "generate", "--period", PERIOD)
     before = _state(fresh)
-    _refused(cli("--data-dir", str(fresh), "invoices", "issue", "--period", PERIOD, "--date", "1/3/2025"),
-             "issue_date", "use YYYY-MM-DD")
+    stderr = _refused(cli("--data-dir", str(fresh), "invoices", "issue", "--period", PERIOD, "--date", "1/3/2025"),
+                      "use YYYY-MM-DD")
+    # One problem: one sentence, without the program's field name.
+    assert stderr.startswith("mspbill: “1/3/2025” is not a date") and "issue_date" not in stderr
+    assert len(stderr.splitlines()) == 1
     assert _state(fresh) == before
 
 
@@ -323,7 +329,19 @@ def test_show_a_draft_by_id(cli, fresh: Path) -> None:
 def test_show_unknown_number(cli, issued: Path) -> None:
     _refused(cli("--data-dir", str(issued), "invoices", "show", "INV-999999", "--json"),
              "no issued invoice numbered “INV-999999”")
-    _refused(cli("--data-dir", str(issued), "invoices", "show"), "Give an invoice number")
+    _refused(cli("--data-dir", str(issued), "invoices", "show", "--json"),
+             "Give the invoice number to show", "mspbill invoices show INV-000123", "--id ID for a draft")
+    _refused(cli("--data-dir", str(issued), "invoices", "show", "INV-000001", "--id", "1"), "not both")
+
+
+def test_an_unknown_client_is_named(cli, office: Path) -> None:
+    """`--client ID` for a client that does not exist is an error, not an empty list."""
+    results = _parallel(cli, *(("--data-dir", str(office), *command, "--client", "9999", *extra)
+                               for command in (("invoices", "list"), ("payments", "list"), ("agreements", "list"))
+                               for extra in ((), ("--json",))))
+    for result in results:
+        assert _refused(result) == "mspbill: There is no client with ID 9999.\n"
+    assert _json(cli("--data-dir", str(office), "agreements", "list", "--client", "1", "--json"))
 
 
 # --- void and credit ------------------------------------------------------
@@ -332,7 +350,14 @@ def test_void_and_credit(cli, issued: Path, tmp_path: Path) -> None:
     data = _copy(issued, tmp_path)
     voided = _json(cli("--data-dir", str(data), "invoices", "void", "INV-000002", "--reason", "Billed in error",
                        "--json"))
-    assert voided == {"number": "INV-000002", "status": "void", "reason": "Billed in error"}
+    assert voided == {"number": "INV-000002", "status": "void", "reason": "Billed in error", "currency": "USD",
+                      "credit_returned_cents": 0}
+    # A void invoice owes nothing.
+    row = next(r for r in _json(cli("--data-dir", str(data), "invoices", "list", "--json"))
+               if r["number"] == "INV-000002")
+    assert (row["status"], row["balance_cents"], row["balance"]) == ("void", 0, "$0.00")
+    shown = cli("--data-dir", str(data), "invoices", "show", "INV-000002")
+    assert re.search(r"Balance due +\$0\.00\n", shown.stdout) and "Total  $127.74" in shown.stdout
     before = _state(data)
     _refused(cli("--data-dir", str(data), "invoices", "void", "INV-000002", "--reason", "again"),
              "INV-000002 is already void")
@@ -343,8 +368,8 @@ def test_void_and_credit(cli, issued: Path, tmp_path: Path) -> None:
                  "--amount", "100")
     assert credit.returncode == 0, credit.stderr
     # $100 before tax, 500/690 of it taxable ($72.46) at 8.25%: $105.98 with tax.
-    assert credit.stdout.strip() == ("Issued credit note CN-000001 for $105.98 on INV-000001; its balance is now "
-                                     "$625.27 (open).")
+    assert credit.stdout.strip() == ("Issued credit note CN-000001 for $105.98 on INV-000001: $105.98 off the "
+                                     "invoice's balance. INV-000001's balance is now $625.27 (open).")
     before = _state(data)
     _refused(cli("--data-dir", str(data), "invoices", "credit", "INV-000001", "--reason", "x", "--amount", "1e3"),
              "amount")
@@ -356,6 +381,77 @@ def test_void_and_credit(cli, issued: Path, tmp_path: Path) -> None:
 def test_void_needs_a_reason_option(cli, issued: Path) -> None:
     result = cli("--data-dir", str(issued), "invoices", "void", "INV-000001")
     assert result.returncode == 2 and "--reason" in result.stderr
+
+
+def _clients_credit(cli, data: Path) -> dict[str, int]:
+    return {c["legal_name"]: c["credit_cents"] for c in _json(cli("--data-dir", str(data), "clients", "list",
+                                                                   "--json"))}
+
+
+def test_credit_notes_list_as_applied_and_say_where_the_credit_went(cli, issued: Path, tmp_path: Path) -> None:
+    data = _copy(issued, tmp_path)
+    for number, amount in (("INV-000001", "700"), ("INV-000003", "750")):
+        assert cli("--data-dir", str(data), "payments", "record", number, "--amount", amount, "--method", "check",
+                   "--date", ISSUE_DAY).returncode == 0
+    # $31.25 was still owed: that much comes off the balance, the rest is client credit.
+    full_note = _json(cli("--data-dir", str(data), "invoices", "credit", "INV-000001", "--reason",
+                          "Contract cancelled", "--json"))
+    assert full_note == {"credit_note": "CN-000001", "invoice": "INV-000001", "currency": "USD",
+                         "total_cents": ACME_TOTAL, "invoice_status": "paid", "invoice_balance_cents": 0,
+                         "balance_reduced_cents": ACME_TOTAL - 700_00, "client_credit_cents": 700_00}
+    paid_note = cli("--data-dir", str(data), "invoices", "credit", "INV-000003", "--reason", "Goodwill",
+                    "--amount", "50")
+    assert paid_note.returncode == 0, paid_note.stderr
+    assert paid_note.stdout.strip() == (
+        "Issued credit note CN-000002 for $50.00 on INV-000003: $50.00 to the client's credit, applied to the "
+        "next invoice issued. INV-000003's balance is now $0.00 (paid).")
+    assert _clients_credit(cli, data) == {"Acme Dental": 700_00, "Cedar Law": 0, "Zürich Bäckerei": 50_00}
+
+    rows = {r["number"]: r for r in _json(cli("--data-dir", str(data), "invoices", "list", "--json"))}
+    for number in ("CN-000001", "CN-000002"):
+        assert (rows[number]["status_text"], rows[number]["balance_cents"]) == ("Applied", 0)
+    # A status filter lists invoices: credit notes are stored as paid but are not paid invoices.
+    paid = _json(cli("--data-dir", str(data), "invoices", "list", "--status", "paid", "--json"))
+    assert sorted(r["number"] for r in paid) == ["INV-000001", "INV-000003"]
+
+    table = cli("--data-dir", str(data), "invoices", "list", "--client", "1").stdout.splitlines()
+    note_line = next(line for line in table if line.startswith("CN-000001"))
+    assert note_line.endswith("  Applied") and "paid" not in note_line
+    assert note_line.count("$") == 1 and len(re.findall(r"\d{4}-\d\d-\d\d", note_line)) == 1  # no due, no balance
+
+    shown = cli("--data-dir", str(data), "invoices", "show", "CN-000001").stdout
+    assert shown.startswith("Credit note CN-000001: Credit note for INV-000001\n")
+    assert re.search(r"Status: +Applied\n", shown) and "Credits: INV-000001" in shown.replace("  ", " ")
+    assert "Due:" not in shown and "Balance due" not in shown and "paid" not in shown.split("\n\n")[0]
+    assert re.findall(r"^  (Reason|Note):", shown, re.MULTILINE) == ["Reason"]  # the reason once
+
+    clients = cli("--data-dir", str(data), "clients", "list").stdout.splitlines()
+    assert clients[0].split()[-2:] == ["Credit", "Status"]
+    assert "$700.00" in next(line for line in clients if "Acme Dental" in line)
+    assert "applied to the next invoice issued" in clients[-1]
+
+
+def test_void_says_when_client_credit_was_returned(cli, issued: Path, tmp_path: Path) -> None:
+    data = _copy(issued, tmp_path)
+    assert cli("--data-dir", str(data), "payments", "record", "INV-000002", "--amount", "177.74", "--method",
+               "check", "--date", ISSUE_DAY, "--credit-excess").returncode == 0
+    assert _clients_credit(cli, data)["Zürich Bäckerei"] == 50_00
+    following = parse_period(PERIOD).shift(1)
+    assert cli("--data-dir", str(data), "invoices", "generate", "--period", str(following)).returncode == 0
+    assert cli("--data-dir", str(data), "invoices", "issue", "--period", str(following), "--date",
+               following.first_day.isoformat()).returncode == 0
+    assert _clients_credit(cli, data)["Zürich Bäckerei"] == 0  # used on the next invoice
+    numbers = [r["number"] for r in _json(cli("--data-dir", str(data), "invoices", "list", "--client", "2",
+                                              "--period", str(following), "--json"))]
+    used = [n for n in numbers if _json(cli("--data-dir", str(data), "invoices", "show", n, "--json"))[
+        "credit_applied_cents"] == 50_00]
+    assert len(used) == 1
+    voided = cli("--data-dir", str(data), "invoices", "void", used[0], "--reason", "Duplicate")
+    assert voided.returncode == 0, voided.stderr
+    assert voided.stdout.splitlines() == [
+        f"Voided {used[0]}: Duplicate",
+        "The $50.00 of client credit it had used was returned to the client's credit, for the next invoice issued."]
+    assert _clients_credit(cli, data)["Zürich Bäckerei"] == 50_00
 
 
 # --- payments -------------------------------------------------------------
@@ -399,9 +495,10 @@ def test_payment_text_and_formatted_amounts(cli, issued: Path, tmp_path: Path) -
 
 BAD_PAYMENTS = [
     (("--amount", "12.345", "--method", "check"), ("amount", "3 decimal places")),
-    (("--amount", "-5", "--method", "check"), ("amount", "more than zero")),
-    (("--amount", "10", "--method", "bitcoin"), ("method", "use check, cash, wire, ach or other")),
-    (("--amount", "10", "--method", "check", "--date", "yesterday"), ("received_on", "YYYY-MM-DD")),
+    (("--amount", "-5", "--method", "check"), ("more than zero", "refund")),
+    (("--amount", "0", "--method", "check"), ("A payment is more than zero.",)),
+    (("--amount", "10", "--method", "bitcoin"), ("use check, cash, wire, ach or other",)),
+    (("--amount", "10", "--method", "check", "--date", "yesterday"), ("date", "YYYY-MM-DD")),
 ]
 
 
@@ -410,17 +507,22 @@ def test_bad_payments_exit_2_and_record_nothing(cli, issued: Path) -> None:
     results = _parallel(cli, *(("--data-dir", str(issued), "payments", "record", "INV-000001", *args, "--json")
                                for args, _ in BAD_PAYMENTS))
     for result, (_, phrases) in zip(results, BAD_PAYMENTS, strict=True):
-        _refused(result, "the input has problems", *phrases)
+        stderr = _refused(result, *phrases)
+        assert "the input has problems" not in stderr and "received_on" not in stderr
+        assert len(stderr.splitlines()) == 1
     assert _state(issued) == before
 
 
 def test_every_problem_at_once(cli, issued: Path) -> None:
     before = _state(issued)
     stderr = _refused(cli("--data-dir", str(issued), "payments", "record", "INV-000001", "--amount", "1e3",
-                          "--method", "card", "--date", "2999-01-01"), "the input has problems")
-    assert [line.split(":")[0].strip() for line in stderr.splitlines()[1:]] == ["- amount", "- method",
-                                                                                "- received_on"]
-    assert "not an amount" in stderr and "Stripe" in stderr and "in the future" in stderr
+                          "--method", "card", "--date", "2999-01-01"))
+    lines = stderr.splitlines()
+    assert lines[0] == "mspbill: 3 problems:"
+    assert all(line.startswith("  - ") for line in lines[1:]) and len(lines) == 4
+    assert "not an amount" in lines[1] and "Stripe" in lines[2] and "in the future" in lines[3]
+    for field in ("amount:", "method:", "received_on", "the input has problems"):
+        assert field not in stderr
     assert _state(issued) == before
 
 

@@ -25,7 +25,7 @@ from mspbill.clients import (
     update_client,
     validate_client,
 )
-from mspbill.db.models import NAME_MAX, AuditEntry, Client, ClientContact, ClientStatus
+from mspbill.db.models import NAME_MAX, AuditEntry, Client, ClientContact, ClientCredit, ClientStatus, CreditReason
 from mspbill.validation import Issue, NotFoundError, ValidationError
 
 
@@ -363,6 +363,24 @@ def test_monthly_value_leaves_out_agreements_not_yet_started(db) -> None:
                                                  lines=[LineDraft("Seats", "1", "5000.00")]))
     with db.session() as session:
         assert monthly_value_by_client(session, today) == {cid: 10000}
+
+
+def test_rows_and_detail_carry_the_clients_credit_balance(db) -> None:
+    cid = _create(db)
+    other = _create(db, legal_name="Other")
+    archived = _create(db, legal_name="Gone")
+    with db.session() as session, session.begin():
+        session.add_all([
+            ClientCredit(client_id=cid, amount_cents=5000, reason=CreditReason.OVERPAYMENT),
+            ClientCredit(client_id=cid, amount_cents=1275, reason=CreditReason.CREDIT_NOTE),
+            ClientCredit(client_id=cid, amount_cents=-2000, reason=CreditReason.APPLIED),
+            ClientCredit(client_id=archived, amount_cents=300, reason=CreditReason.OVERPAYMENT)])
+        archive_client(session, archived)
+    with db.session() as session:
+        rows = {r.id: r for r in list_clients(session, include_archived=True)}
+        assert (rows[cid].credit_cents, rows[other].credit_cents, rows[archived].credit_cents) == (4275, 0, 300)
+        assert client_detail(session, cid).credit_cents == 4275
+        assert client_detail(session, other).credit_cents == 0
 
 
 def test_client_rows_are_frozen_snapshots(db) -> None:

@@ -162,7 +162,7 @@ def test_quarterly_agreement_starting_mid_quarter_is_billed_once_in_its_first_mo
     assert _service(nov) == [("vCIO review (15 Nov–31 Dec, 47/92 days)", prorated("1", "750.01", covered, q4_days))]
     dec = generate(db, DEC)
     assert dec.created == 0
-    assert [lo.reason for lo in dec.plan.left_out] == ["Already invoiced for Q4 2026"]
+    assert [lo.reason for lo in dec.plan.left_out] == ["Draft for Q4 2026 waiting to be issued"]
     jan = _only(db, generate(db, JAN))
     assert (jan.period_start, jan.period_end) == (d("2027-01-01"), d("2027-03-31"))
     assert _service(jan) == [("vCIO review", full("1", "750.01"))]
@@ -434,7 +434,7 @@ def test_quarterly_change_inside_the_invoiced_quarter_is_adjusted_on_the_next_qu
     assert _adjust_from(db, aid) is None
 
 
-def test_quarterly_agreement_ended_inside_an_invoiced_quarter_is_credited_the_next_quarter(
+def test_quarterly_agreement_ended_inside_an_invoiced_quarter_is_credited_at_the_next_run(
         db, client_id: int) -> None:
     aid = make_agreement(db, client_id, "2026-10-01", [LineDraft("vCIO review", "1", "900.00")],
                          frequency="quarterly")
@@ -443,13 +443,15 @@ def test_quarterly_agreement_ended_inside_an_invoiced_quarter_is_credited_the_ne
     def edit(draft) -> None:  # type: ignore[no-untyped-def]
         draft.end_date = "2026-11-30"
     change_agreement(db, aid, edit)
-    assert generate(db, DEC).created == 0
-    jan = _only(db, generate(db, JAN))
-    assert jan.title == "Managed IT — adjustments" and (jan.period_start, jan.period_end) == (
-        d("2027-01-31"), d("2027-01-31"))
-    assert _adjustments(jan) == [("Agreement ended: vCIO review (1 × $900.00) from 1 Dec, 31/92 days",
+    # No further invoice will come for Q4, so the unused days are credited now,
+    # on an invoice of their own filed under the month's last day.
+    dec = _only(db, generate(db, DEC))
+    assert dec.title == "Managed IT — adjustments" and (dec.period_start, dec.period_end) == (
+        d("2026-12-31"), d("2026-12-31"))
+    assert _adjustments(dec) == [("Agreement ended: vCIO review (1 × $900.00) from 1 Dec, 31/92 days",
                                   -prorated("1", "900.00", 31, 92))]
-    assert generate(db, FEB).created == 0 and generate(db, APR).created == 0
+    assert generate(db, DEC).created == 0
+    assert generate(db, JAN).created == 0 and generate(db, APR).created == 0
 
 
 def test_a_change_that_is_undone_before_the_next_run_adjusts_nothing(db, invoiced_through_november) -> None:
@@ -576,7 +578,7 @@ def test_generating_a_month_twice_creates_nothing_new(db, client_id: int, count_
     assert second.created == 0 and second.plan.invoices == []
     assert (count_rows(db, Invoice), count_rows(db, InvoiceLine), count_rows(db, AuditEntry)) == counts
     assert sorted(lo.reason for lo in second.plan.left_out) == [
-        "Already invoiced for November 2026", "Already invoiced for Q4 2026"]
+        "Draft for November 2026 waiting to be issued", "Draft for Q4 2026 waiting to be issued"]
     with db.session() as s:
         assert plan_period(s, NOV).invoices == []
 

@@ -452,6 +452,39 @@ def test_credit_note_on_an_uncollectible_invoice_reduces_what_was_written_off(db
     assert credit_balance(db, client_id) == 0
 
 
+def test_void_invoices_and_credit_notes_have_no_balance_in_lists_and_detail(db, client_id: int) -> None:
+    void = _issued(db, client_id, ("A", "1", "100.00"))
+    with db.write_session() as s, s.begin():
+        void_invoice(s, void.id, "Wrong client")
+    paid = _issued(db, client_id, ("B", "1", "50.00"))
+    _pay(db, paid.id, f"{Decimal(paid.total_cents) / 100}")
+    with db.write_session() as s, s.begin():
+        note_id = create_credit_note(s, paid.id, "Goodwill", "10", TODAY).id  # all of it to client credit
+    with db.session() as s:
+        rows = {r.id: r for r in list_invoices(s, today=TODAY)}
+        assert rows[void.id].balance_cents == 0 and rows[void.id].total_cents == void.total_cents
+        assert rows[note_id].kind == "credit_note" and rows[note_id].balance_cents == 0
+        assert rows[note_id].overdue_days == 0
+        for iid in (void.id, note_id):
+            assert invoice_detail(s, iid, today=TODAY).row.balance_cents == 0
+        assert [n.balance_cents for n in invoice_detail(s, paid.id, today=TODAY).credit_notes] == [0]
+
+
+def test_a_status_filter_lists_invoices_not_credit_notes(db, client_id: int) -> None:
+    """Credit notes are stored as paid; "paid" means paid invoices, as on the Invoices screen."""
+    paid = _issued(db, client_id, ("A", "1", "10.00"))
+    _pay(db, paid.id, f"{Decimal(paid.total_cents) / 100}")
+    open_ = _issued(db, client_id, ("B", "1", "100.00"))
+    with db.write_session() as s, s.begin():
+        note_id = create_credit_note(s, open_.id, "Discount", "5", TODAY).id
+    with db.session() as s:
+        assert [r.id for r in list_invoices(s, status="paid")] == [paid.id]
+        assert [r.id for r in list_invoices(s, status="unpaid")] == [open_.id]
+        assert [r.id for r in list_invoices(s, kind="credit_note")] == [note_id]
+        assert [r.id for r in list_invoices(s, status="paid", kind="credit_note")] == [note_id]
+        assert {r.id for r in list_invoices(s)} == {paid.id, open_.id, note_id}
+
+
 # --- one-time invoices ---------------------------------------------------------------------------
 
 
@@ -727,3 +760,20 @@ def test_one_time_and_instalment_totals_are_lines_plus_tax(db, items, rate, part
             raise _Rollback
     except _Rollback:
         pass
+
+
+# --- issue dates ----------------------------------------------------------------------------------
+
+
+def test_issue_dates_go_forward_with_the_numbers_and_stay_near_today(db, client_id: int, count_rows) -> None:
+    first, second, third = (one_time(db, client_id, ("Job", "1", "10.00")) for _ in range(3))
+    issue_ids(db, [first], dt.date.today())
+    with pytest.raises(ValidationError) as excinfo:
+        issue_ids(db, [second], dt.date.today() - dt.timedelta(days=1))
+    message = excinfo.value.by_field()["issue_date"][0]
+    assert f"before {dt.date.today().isoformat()}, the date of the last invoice issued" in message
+    with pytest.raises(ValidationError) as excinfo:
+        issue_ids(db, [second], dt.date.today() + dt.timedelta(days=400))
+    assert "days ahead" in excinfo.value.by_field()["issue_date"][0]
+    assert invoice(db, second).status is InvoiceStatus.DRAFT and invoice(db, second).number is None
+    assert issue_ids(db, [second, third], dt.date.today() + dt.timedelta(days=5)) == ["INV-000002", "INV-000003"]

@@ -67,6 +67,22 @@ def test_partial_payment_leaves_a_balance_and_the_invoice_open(db, invoice_id: i
     assert "(ref 1234)" in entry.summary and "$60.00 still due" in entry.summary
 
 
+@pytest.mark.parametrize(("method", "said"), [
+    ("ach", "by ACH (outside Stripe)"), ("check", "by check"), ("wire", "by wire transfer"), ("cash", "by cash"),
+    ("other", "by another method"),
+])
+def test_the_audit_entry_names_the_method_as_written(db, invoice_id: int, method: str, said: str) -> None:
+    _pay(db, invoice_id, "10.00", method, received_on="2026-11-15")
+    with db.session() as s:
+        summary = audit.history(s, "invoice", invoice_id)[-1].summary
+    assert summary.startswith(f"Recorded payment of $10.00 {said} on INV-000001, received 2026-11-15")
+
+
+def test_a_zero_payment_is_not_called_a_refund(db, invoice_id: int, count_rows) -> None:
+    assert _refused(db, count_rows, invoice_id, "0.00").issues[0].message == "A payment is more than zero."
+    assert "refund" in _refused(db, count_rows, invoice_id, "-5").issues[0].message
+
+
 def test_exact_payment_pays_the_invoice(db, invoice_id: int) -> None:
     _pay(db, invoice_id, "60")
     _pay(db, invoice_id, "40", "cash")
@@ -189,11 +205,19 @@ def test_payment_on_an_uncollectible_invoice_settles_it(db, invoice_id) -> None:
     assert invoice(db, invoice_id).status is InvoiceStatus.PAID
 
 
+def test_a_payment_dated_before_the_invoice_was_issued_is_refused(db, invoice_id, count_rows) -> None:
+    with pytest.raises(ValidationError) as excinfo:
+        _pay(db, invoice_id, "30", received_on="2026-10-30")
+    message = excinfo.value.by_field()["received_on"][0]
+    assert "before INV-000001 was issued (2026-11-01)" in message and "paid in advance" in message
+    assert count_rows(db, Payment) == 0
+
+
 def test_list_payments(db, client_id, invoice_id) -> None:
     other = make_client(db, "Alder Creek Winery")
     other_inv = one_time(db, other, ("Job", "1", "50.00"))
     issue_ids(db, [other_inv])
-    _pay(db, invoice_id, "30", reference="CHK-77", received_on="2026-10-30")
+    _pay(db, invoice_id, "30", reference="CHK-77", received_on="2026-11-01")
     _pay(db, invoice_id, "80", credit_excess=True, received_on="2026-11-02")
     _pay(db, other_inv, "50", "wire", received_on="2026-11-03")
     with db.session() as s:
@@ -203,7 +227,8 @@ def test_list_payments(db, client_id, invoice_id) -> None:
             ("Cascade Dental", 3000, 3000, 0)]
         assert rows[0].invoice_number == invoice(db, other_inv).number and rows[0].method_label == "Wire transfer"
         assert [r.amount_cents for r in list_payments(s, client_id=client_id)] == [8000, 3000]
-        assert [r.amount_cents for r in list_payments(s, month=Month(2026, 10))] == [3000]
+        assert [r.amount_cents for r in list_payments(s, month=Month(2026, 11))] == [5000, 8000, 3000]
+        assert list_payments(s, month=Month(2026, 10)) == []
         assert [r.amount_cents for r in list_payments(s, search="chk-77")] == [3000]
         assert [r.amount_cents for r in list_payments(s, search="alder")] == [5000]
 

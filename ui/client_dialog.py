@@ -33,7 +33,7 @@ from mspbill.clients import (
     update_client,
     validate_client,
 )
-from mspbill.money import COMMON_CURRENCIES
+from mspbill.money import COMMON_CURRENCIES, format_amount
 from mspbill.validation import ValidationError
 from ui.ops import Ops
 from ui.widgets import ERROR_STYLE, FieldForm
@@ -124,6 +124,11 @@ class ClientDialog(QDialog):
         tabs.addTab(contacts, "Contacts")
         self.tabs = tabs
 
+        # Read-only: the client's credit on account, shown when there is some.
+        self.credit = QLabel()
+        self.credit.setObjectName("clientCredit")
+        self.credit.setWordWrap(True)
+        self.credit.hide()
         self.summary = QLabel()
         self.summary.setStyleSheet(ERROR_STYLE)
         self.summary.setWordWrap(True)
@@ -134,6 +139,7 @@ class ClientDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(tabs)
+        layout.addWidget(self.credit)
         layout.addWidget(self.summary)
         layout.addWidget(self.buttons)
         # Check a field when the person leaves it, not only at Save.
@@ -177,6 +183,10 @@ class ClientDialog(QDialog):
         self.notes.setPlainText(d.notes)
         for c in d.contacts:
             self._add_contact(c)
+        if detail.credit_cents:
+            self.credit.setText(f"Client credit: {format_amount(detail.credit_cents, d.currency)}, "
+                                "applied to the next invoice issued")
+        self.credit.setVisible(bool(detail.credit_cents))
         if detail.status == "archived":
             self.setWindowTitle(f"Edit client (archived) — {d.legal_name}")
         self._set_enabled(True)

@@ -30,6 +30,10 @@ CLIENT_COLUMNS: list[Column[ClientRow]] = [
     Column("Agreements", lambda r: str(r.agreement_count), lambda r: r.agreement_count, align_right=True),
     Column("Monthly value", lambda r: format_amount(r.monthly_value_cents, r.currency),
            lambda r: r.monthly_value_cents, align_right=True),
+    # Client credit on account, applied to the next invoice issued; blank when there is none.
+    Column("Credit", lambda r: format_amount(r.credit_cents, r.currency) if r.credit_cents else "",
+           lambda r: r.credit_cents, align_right=True,
+           tooltip=lambda r: "Client credit, applied to the next invoice issued" if r.credit_cents else ""),
     Column("Status", lambda r: "Archived" if r.status == "archived" else "Active", lambda r: r.status),
 ]
 
@@ -39,7 +43,7 @@ class ClientsScreen(ListScreen[ClientRow]):
     noun = ("client", "clients")
     new_label = "New client…"
     search_placeholder = "Search by name, e-mail or city"
-    column_widths = (280, 240, 150, 80, 90, 120, 80)
+    column_widths = (280, 240, 150, 80, 90, 120, 100, 80)
 
     def __init__(self, ops: Ops, company_defaults: Callable[[], tuple[str, int]] = lambda: ("USD", 30),
                  parent: QWidget | None = None):

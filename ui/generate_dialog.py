@@ -141,12 +141,13 @@ class GenerateDialog(QDialog):
         s = "s" if count != 1 else ""
         if count:
             text = f"Create {count} draft{s}, then issue" if issue else f"Create {count} draft{s}"
-        elif issue and plan.instalments_due:
-            text = f"Issue {plan.instalments_due} instalment{'s' if plan.instalments_due != 1 else ''}"
+        elif issue and (plan.instalments_due or plan.drafts_waiting):
+            waiting = plan.instalments_due + plan.drafts_waiting
+            text = f"Issue {waiting} draft{'s' if waiting != 1 else ''}"
         else:
             text = "Nothing to create"
         self.create_button.setText(text)
-        self.create_button.setEnabled(count > 0 or (issue and plan.instalments_due > 0))
+        self.create_button.setEnabled(count > 0 or (issue and plan.instalments_due + plan.drafts_waiting > 0))
 
     def create_drafts(self) -> None:
         month = self.month()

@@ -158,7 +158,9 @@ def void(ops: Ops, parent: QWidget | None, ref: InvoiceRef, done: Callable[[], N
     dialog = ReasonDialog(parent, f"Void {ref.label}",
                           f"Voiding cancels {ref.label} for {ref.client_name} "
                           f"({format_amount(ref.total_cents, ref.currency)}). It keeps its number and stays on "
-                          "record as void; nothing is owed on it any more.", "Void invoice")
+                          "record as void; nothing is owed on it any more. An invoice generated from an "
+                          "agreement is not generated again for its period: to bill that period after all, "
+                          "create a one-time invoice.", "Void invoice")
     return _run_reason(ops, parent, dialog, lambda s, v: void_invoice(s, ref.id, v.reason).id, done,
                        "Voiding invoice")
 

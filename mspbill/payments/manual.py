@@ -98,12 +98,15 @@ def record_payment(session: Session, invoice_id: int, amount: str, method: str |
     elif inv.status is InvoiceStatus.DRAFT:
         issues.append(Issue("invoice", "This invoice is still a draft; issue it before recording a payment."))
     elif inv.status is InvoiceStatus.VOID:
-        issues.append(Issue("invoice", f"{label} is void, so it cannot take a payment. Record the payment "
-                                       "against the invoice that replaced it."))
+        issues.append(Issue("invoice", f"{label} is void, so it cannot take a payment. Record it against "
+                                       "another of the client's invoices (a voided recurring invoice is not "
+                                       "generated again; bill the period with a one-time invoice)."))
     cents = 0
     try:
         cents = parse_amount(amount, inv.currency, allow_negative=True)
-        if cents <= 0:
+        if cents == 0:
+            issues.append(Issue("amount", "A payment is more than zero."))
+        elif cents < 0:
             issues.append(Issue("amount", "A payment is more than zero; money given back is a refund, not a "
                                           "negative payment."))
     except MoneyError as exc:
@@ -120,6 +123,10 @@ def record_payment(session: Session, invoice_id: int, amount: str, method: str |
         issues.append(Issue("received_on", f"The date received ({day.isoformat()}) is in the future."))
     elif day < EARLIEST:
         issues.append(Issue("received_on", f"The date received ({day.isoformat()}) is too far in the past."))
+    elif inv.issue_date is not None and day < inv.issue_date:
+        issues.append(Issue("received_on", f"The date received ({day.isoformat()}) is before {label} was issued "
+                                           f"({inv.issue_date.isoformat()}). If the client paid in advance, record "
+                                           "it with the issue date and note the real date in the reference."))
     ref = (reference or "").strip()
     if len(ref) > REFERENCE_MAX:
         issues.append(Issue("reference", f"The reference is limited to {REFERENCE_MAX} characters."))
@@ -135,7 +142,10 @@ def record_payment(session: Session, invoice_id: int, amount: str, method: str |
     session.add(payment)
     inv.paid_cents += applied
     session.flush()
-    text = (f"Recorded {pm.label.lower()} payment of {format_amount(cents, inv.currency)} on {inv.number}"
+    # "by check", "by wire transfer", "by ACH (outside Stripe)": the label's own capitals are kept.
+    by = ("another method" if pm is PaymentMethod.OTHER
+          else pm.label if pm.label[:2].isupper() else pm.label[0].lower() + pm.label[1:])
+    text = (f"Recorded payment of {format_amount(cents, inv.currency)} by {by} on {inv.number}"
             + (f" (ref {ref})" if ref else "") + f", received {day.isoformat()}")
     if cents > applied:
         session.add(ClientCredit(client_id=inv.client_id, amount_cents=cents - applied,

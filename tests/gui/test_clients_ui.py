@@ -6,7 +6,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox, QMessageBox
 from sqlalchemy import func, select
 
-from mspbill.db.models import AuditEntry, Client
+from mspbill.clients import ClientDraft, create_client
+from mspbill.db.models import AuditEntry, Client, ClientCredit, CreditReason
 from tests.gui.conftest import wait_idle
 from ui.clients_screen import ClientsScreen
 
@@ -132,3 +133,31 @@ def test_table_sorts_by_money_not_by_text(qtbot, ops, demo_ctx):
     values = [r.monthly_value_cents for r in screen.model.visible_rows()]
     assert values == sorted(values, reverse=True)
     assert values[0] > values[-1]
+
+
+def test_client_credit_shows_in_the_table_and_the_editor(qtbot, ops, app_ctx):
+    with app_ctx.db.session() as s, s.begin():
+        owed = create_client(s, ClientDraft(legal_name="Alder Creek Winery", billing_emails="ap@alder.example"))
+        plain = create_client(s, ClientDraft(legal_name="Birch Dental", billing_emails="ap@birch.example"))
+        s.flush()
+        s.add_all([ClientCredit(client_id=owed.id, amount_cents=12_500, reason=CreditReason.OVERPAYMENT),
+                   ClientCredit(client_id=owed.id, amount_cents=-2_500, reason=CreditReason.APPLIED)])
+        owed_id, plain_id = owed.id, plain.id
+    screen = _screen(qtbot, ops)
+    titles = [screen.model.headerData(c, Qt.Orientation.Horizontal) for c in range(screen.model.columnCount())]
+    credit_col = titles.index("Credit")
+    shown = {screen.model.visible_rows()[r].id: screen.model.index(r, credit_col).data()
+             for r in range(screen.model.rowCount())}
+    assert shown == {owed_id: "$100.00", plain_id: ""}  # blank, not $0.00, when there is none
+
+    screen.select_id(owed_id)
+    dialog = screen.edit_item(screen.selected())
+    wait_idle(qtbot, ops)
+    assert not dialog.credit.isHidden()
+    assert dialog.credit.text() == "Client credit: $100.00, applied to the next invoice issued"
+    dialog.reject()
+    screen.select_id(plain_id)
+    dialog = screen.edit_item(screen.selected())
+    wait_idle(qtbot, ops)
+    assert dialog.credit.isHidden()
+    dialog.reject()

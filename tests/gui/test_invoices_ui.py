@@ -253,7 +253,7 @@ def test_generate_preview_create_then_nothing_left(qtbot, ops, app_ctx, agreemen
     assert again.tabs.tabText(0) == "To create (0)"
     assert again.summary.text().startswith(f"Nothing to generate for {MONTH.label}.")
     reasons = _cells(again.left_out_table, 2)
-    assert reasons.count(f"Already invoiced for {MONTH.label}") == 2
+    assert reasons.count(f"Draft for {MONTH.label} waiting to be issued") == 2
     again.reject()
     assert _count(app_ctx) == 2
 
@@ -749,6 +749,6 @@ def test_generate_offers_issuing_instalments_alone(qtbot, ops, app_ctx, office):
     assert dialog.create_button.text() == "Nothing to create"
     dialog.issue_now.setChecked(True)
     assert dialog.create_button.isEnabled()
-    assert dialog.create_button.text() == "Issue 1 instalment"
+    assert dialog.create_button.text() == "Issue 1 draft"
     dialog.issue_now.setChecked(False)
     assert not dialog.create_button.isEnabled()
