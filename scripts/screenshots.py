@@ -42,13 +42,13 @@ def main(out_dir: str = "docs/screenshots") -> int:
     app = make_application(["mspbill"])
     with tempfile.TemporaryDirectory() as tmp:
         ctx = open_context(tmp)
-        with ctx.db.session() as session, session.begin():
+        with ctx.db.write_session() as session, session.begin():
             create_demo_office(session)
         ops = Ops(ctx.db)
         window = MainWindow(ctx, ops)
         window.resize(1280, 800)
         window.show()
-        for name in ("Dashboard", "Clients", "Agreements", "Settings"):
+        for name in ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Settings"):
             window.go(name)
             settle(ops)
             grab(window, out / f"{name.lower()}.png")
@@ -68,6 +68,21 @@ def main(out_dir: str = "docs/screenshots") -> int:
         settle(ops)
         grab(dialog, out / "agreement-dialog.png")
         dialog.reject()
+        window.go("Invoices")
+        settle(ops)
+        window.invoices.table.selectRow(0)
+        detail = window.invoices.open_selected()
+        settle(ops)
+        if detail is not None:
+            detail.resize(900, 700)
+            settle(ops)
+            grab(detail, out / "invoice-dialog.png")
+            detail.reject()
+        generate = window.invoices.open_generate()
+        generate.resize(1000, 640)
+        settle(ops)
+        grab(generate, out / "generate-dialog.png")
+        generate.reject()
         window.close()
         ctx.close()
     app.quit()
