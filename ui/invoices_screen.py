@@ -132,6 +132,8 @@ class InvoicesScreen(QWidget):
 
         # The title names the period ("Managed IT services — November 2026"), so no Period column.
         self.table = snapshot_table(self.model, (95, 205, 260, 84, 84, 92, 92, 112), 2, multi_select=True)
+        # Newest first, and the header says so: drafts, then numbers descending.
+        self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
         self.table.doubleClicked.connect(lambda _i: self.open_selected())
         self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
         self.model.modelReset.connect(self._update_buttons)
