@@ -39,7 +39,18 @@ def make_application(argv: Sequence[str]) -> QApplication:
     app.setOrganizationName("mspbill")
     app.setApplicationVersion(__version__)
     app.setWindowIcon(app_icon())
+    add_bundled_fonts()
     return app
+
+
+def add_bundled_fonts() -> None:
+    """Give Qt the bundled CJK font as a fallback, so that a client named
+    株式会社テスト shows on a machine without CJK fonts (the PDFs embed it too)."""
+    from PySide6.QtGui import QFontDatabase
+
+    from mspbill.pdf.fonts import font_dir
+
+    QFontDatabase.addApplicationFont(str(font_dir() / "DroidSansFallbackFull.ttf"))
 
 
 class FirstPaintProbe(QObject):

@@ -18,3 +18,13 @@ def test_calls_returning_nothing_leave_none_alone(qapp: QApplication) -> None:
     after = sys.getrefcount(None)
     # Other code may take or drop a few references meanwhile; thousands lost is the bug.
     assert abs(after - before) < 200, f"None lost {before - after} references in 4,000 Qt calls"
+
+
+def test_the_bundled_cjk_font_is_available_to_qt(qapp: QApplication) -> None:
+    from PySide6.QtGui import QFontDatabase
+
+    from ui.app import add_bundled_fonts
+
+    add_bundled_fonts()
+    # Qt falls back to it for 株式会社… on machines without CJK fonts.
+    assert any("Droid Sans Fallback" in family for family in QFontDatabase.families())

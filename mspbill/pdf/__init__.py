@@ -1,0 +1,1 @@
+"""PDF documents (invoices, statements) drawn with ReportLab."""
