@@ -393,17 +393,14 @@ def cmd_invoices_show(ctx: AppContext, args: argparse.Namespace) -> int:
 
 
 def cmd_invoices_void(ctx: AppContext, args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select
 
-    from mspbill.db.models import ClientCredit, CreditReason
     from mspbill.invoicing import void_invoice
 
     with ctx.db.write_session() as session, session.begin():
         inv = void_invoice(session, _find(session, args.number).id, args.reason)
         number, reason, currency = inv.number, inv.status_reason, inv.currency
-        # The client credit the invoice had used comes back to the client's account.
-        returned = int(session.scalar(select(func.coalesce(func.sum(ClientCredit.amount_cents), 0)).where(
-            ClientCredit.invoice_id == inv.id, ClientCredit.reason == CreditReason.RETURNED)) or 0)
+        # Voiding gives back the client credit the invoice had used.
+        returned = inv.credit_applied_cents
     if args.json:
         emit_json({"number": number, "status": "void", "reason": reason, "currency": currency,
                    "credit_returned_cents": returned})

@@ -300,14 +300,28 @@ def client_draft(client: Client) -> ClientDraft:
     )
 
 
+def credit_balances(session: Session, client_ids: list[int] | None = None, *,
+                    positive_only: bool = False) -> dict[int, int]:
+    """Client credit per client: the sum of its credit ledger, in one grouped query."""
+    total = func.sum(ClientCredit.amount_cents)
+    stmt = select(ClientCredit.client_id, total).group_by(ClientCredit.client_id)
+    if client_ids is not None:
+        stmt = stmt.where(ClientCredit.client_id.in_(client_ids))
+    if positive_only:
+        stmt = stmt.having(total > 0)
+    return {cid: int(cents) for cid, cents in session.execute(stmt)}
+
+
+def credit_balance(session: Session, client_id: int) -> int:
+    return credit_balances(session, [client_id]).get(client_id, 0)
+
+
 def client_detail(session: Session, client_id: int) -> ClientDetail:
     client = get_client(session, client_id)
     active = session.scalar(select(func.count(Agreement.id)).where(
         Agreement.client_id == client_id, Agreement.status == AgreementStatus.ACTIVE)) or 0
-    credit = session.scalar(select(func.coalesce(func.sum(ClientCredit.amount_cents), 0))
-                            .where(ClientCredit.client_id == client_id)) or 0
     return ClientDetail(client.id, client_draft(client), client.status.value, client.archived_at, active,
-                        int(credit))
+                        credit_balance(session, client_id))
 
 
 def monthly_value_by_client(session: Session, today: dt.date | None = None) -> dict[int, int]:
@@ -336,8 +350,7 @@ def list_clients(session: Session, *, include_archived: bool = False, search: st
         select(Agreement.client_id, func.count(Agreement.id))
         .where(Agreement.status == AgreementStatus.ACTIVE).group_by(Agreement.client_id)).all())
     values = monthly_value_by_client(session)
-    credits = {cid: int(total) for cid, total in session.connection().execute(
-        select(ClientCredit.client_id, func.sum(ClientCredit.amount_cents)).group_by(ClientCredit.client_id))}
+    credits = credit_balances(session)
     stmt = select(Client.id, Client.legal_name, Client.billing_emails, Client.city, Client.region,
                   Client.currency, Client.autopay, Client.status, Client.created_at)
     if not include_archived:

@@ -30,6 +30,7 @@ from typing import cast
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from mspbill import audit
 from mspbill.db.models import (
@@ -38,7 +39,6 @@ from mspbill.db.models import (
     AgreementLine,
     AgreementStatus,
     AuditEntry,
-    BillingFrequency,
     Client,
     ClientStatus,
     CompanyProfile,
@@ -58,7 +58,6 @@ from mspbill.periods import (
     prorate_cents,
     prorate_change_cents,
 )
-from mspbill.validation import Issue, ValidationError
 
 Terms = tuple[int, int]  # (quantity_e4, unit_price_cents)
 
@@ -377,6 +376,18 @@ def _left_out_reason(a: Agreement, period: Period, month: Month, existing: Invoi
     return None
 
 
+def month_drafts(month: Month) -> tuple[ColumnElement[bool], ...]:
+    """The drafts that belong to `month`: generated invoices and instalments falling due.
+
+    A quarterly or annual draft generated this month bills a period that began
+    earlier (an agreement starting mid-quarter, a year not yet invoiced), so
+    the test is that the draft's period covers the month, not that it starts in it.
+    """
+    return (Invoice.status == InvoiceStatus.DRAFT, Invoice.kind == InvoiceKind.INVOICE,
+            Invoice.period_start <= month.last_day,
+            func.coalesce(Invoice.period_end, Invoice.period_start) >= month.first_day)
+
+
 def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] | None = None) -> GenerationPlan:
     """What generating `month` would create.  Reads only."""
     company = session.get(CompanyProfile, 1)
@@ -406,14 +417,10 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
             existing[(agreement_id, start)] = status
     dirty = [r.id for r in rows if r.adjust_from is not None]
     ledger = _ledger(session, dirty)
-    plan.drafts_waiting = session.scalar(
-        select(func.count(Invoice.id)).where(
-            Invoice.status == InvoiceStatus.DRAFT, Invoice.kind == InvoiceKind.INVOICE,
-            Invoice.instalment_plan_id.is_(None), Invoice.period_start <= month.last_day,
-            func.coalesce(Invoice.period_end, Invoice.period_start) >= month.first_day)) or 0
-    plan.instalments_due = session.scalar(
-        select(func.count(Invoice.id)).where(Invoice.status == InvoiceStatus.DRAFT, Invoice.instalment_plan_id.is_not(None),
-                               Invoice.period_start.between(month.first_day, month.last_day))) or 0
+    waiting = {bool(is_instalment): n for is_instalment, n in session.execute(
+        select(Invoice.instalment_plan_id.is_not(None), func.count(Invoice.id))
+        .where(*month_drafts(month)).group_by(Invoice.instalment_plan_id.is_not(None)))}
+    plan.drafts_waiting, plan.instalments_due = waiting.get(False, 0), waiting.get(True, 0)
 
     for a in sorted(rows, key=lambda r: (r.legal_name.casefold(), r.name.casefold(), r.id)):
         client = _ClientOf(a.client_id, a.legal_name, a.currency, a.tax_rate_percent, a.autopay)
@@ -587,16 +594,3 @@ def _settle(session: Session, plan: GenerationPlan) -> None:
                             .execution_options(synchronize_session=False))
 
 
-def check_month(text: str) -> Month:
-    """parse_period for forms and the CLI: a PeriodError becomes a field issue."""
-    from mspbill.periods import PeriodError, parse_period
-
-    try:
-        return parse_period(text)
-    except PeriodError as exc:
-        raise ValidationError([Issue("period", str(exc))]) from exc
-
-
-__all__ = ["BillingFrequency", "GenerationPlan", "GenerationResult", "PlannedInvoice", "PlannedLine",
-           "Totals", "compute_totals", "generate_period", "plan_period", "check_month",
-           "ConcurrentGenerationError"]

@@ -22,10 +22,9 @@ from sqlalchemy.orm import Session
 
 from mspbill import audit
 from mspbill.agreements import parse_date
-from mspbill.clients import check_name
+from mspbill.clients import check_name, credit_balance, credit_balances
 from mspbill.company import format_invoice_number
 from mspbill.db.models import (
-    NAME_MAX,
     QUANTITY_SCALE,
     TEXT_MAX,
     Agreement,
@@ -44,7 +43,7 @@ from mspbill.db.models import (
     Payment,
     utcnow,
 )
-from mspbill.generation import compute_totals
+from mspbill.generation import compute_totals, month_drafts
 from mspbill.money import (
     MoneyError,
     format_amount,
@@ -143,7 +142,8 @@ class InvoiceDetail:
     editable: bool  # a one-time draft: its lines can be changed
 
 
-def _balance_sql():  # type: ignore[no-untyped-def]
+def balance_sql():  # type: ignore[no-untyped-def]
+    """What an invoice still owes, as SQL (Invoice.balance_cents in the database)."""
     # A void invoice and a credit note owe nothing, whatever their columns say.
     raw = Invoice.total_cents - Invoice.credit_applied_cents - Invoice.paid_cents - Invoice.credited_cents
     return case((Invoice.status == InvoiceStatus.VOID, 0), (Invoice.kind == InvoiceKind.CREDIT_NOTE, 0),
@@ -151,7 +151,7 @@ def _balance_sql():  # type: ignore[no-untyped-def]
 
 
 def _row(inv: Invoice, client_name: str, today: dt.date) -> InvoiceRow:
-    # As _balance_sql: nothing is owed on a void invoice or a credit note.
+    # As balance_sql: nothing is owed on a void invoice or a credit note.
     balance = (0 if inv.status is InvoiceStatus.VOID or inv.kind is InvoiceKind.CREDIT_NOTE
                else max(0, inv.balance_cents))
     return InvoiceRow(inv.id, inv.number, inv.kind.value, inv.status.value, inv.client_id, client_name, inv.title,
@@ -174,7 +174,7 @@ def list_invoices(session: Session, *, status: str | None = None, client_id: int
     period covers it or, for one-time invoices, the issue date.  A `status`
     with no `kind` lists invoices only (credit notes are stored as paid)."""
     today = today or dt.date.today()
-    balance = _balance_sql()
+    balance = balance_sql()
     stmt = (select(Invoice.id, Invoice.number, Invoice.kind, Invoice.status, Invoice.client_id, Client.legal_name,
                    Invoice.title, Invoice.period_start, Invoice.issue_date, Invoice.due_date, Invoice.currency,
                    Invoice.total_cents, balance, Invoice.paid_cents + Invoice.credited_cents)
@@ -266,9 +266,7 @@ def invoice_detail(session: Session, invoice_id: int, today: dt.date | None = No
     )
 
 
-def client_credit_balance(session: Session, client_id: int) -> int:
-    return int(session.scalar(select(func.coalesce(func.sum(ClientCredit.amount_cents), 0))
-                              .where(ClientCredit.client_id == client_id)) or 0)
+client_credit_balance = credit_balance
 
 
 def _bill_to(client: Client) -> dict[str, Any]:
@@ -547,12 +545,7 @@ def issue_invoices(session: Session, invoice_ids: list[int], issue_date: dt.date
     if archived:
         raise ValidationError([Issue("client_id", f"{archived[0]} is archived; restore the client or delete "
                                                   "the draft.")])
-    credits: dict[int, int] = {}
-    with_credit = {cid for cid, in session.execute(
-        select(ClientCredit.client_id).where(ClientCredit.client_id.in_(list(clients)))
-        .group_by(ClientCredit.client_id).having(func.sum(ClientCredit.amount_cents) > 0))}
-    for cid in with_credit:
-        credits[cid] = client_credit_balance(session, cid)
+    credits = credit_balances(session, list(clients), positive_only=True)
     kinds: dict[InvoiceKind, list[Invoice]] = {}
     for inv in ordered:
         kinds.setdefault(inv.kind, []).append(inv)
@@ -603,16 +596,9 @@ def issue_invoices(session: Session, invoice_ids: list[int], issue_date: dt.date
 
 
 def drafts_for_month(session: Session, month: Month) -> list[int]:
-    """The drafts that belong to `month`: generated invoices and instalments falling due.
-
-    A quarterly or annual draft generated this month bills a period that began
-    earlier (an agreement starting mid-quarter, a year not yet invoiced), so
-    the test is that the draft's period covers the month, not that it starts in it.
-    """
+    """The ids of `month`'s drafts (generation.month_drafts), in issuing order."""
     stmt = (select(Invoice.id).join(Client, Client.id == Invoice.client_id)
-            .where(Invoice.status == InvoiceStatus.DRAFT, Invoice.kind == InvoiceKind.INVOICE,
-                   Invoice.period_start <= month.last_day,
-                   func.coalesce(Invoice.period_end, Invoice.period_start) >= month.first_day)
+            .where(*month_drafts(month))
             .order_by(Client.legal_name, Invoice.title, Invoice.id))
     return list(session.scalars(stmt))
 
@@ -796,8 +782,3 @@ def parse_issue_date(text: str | dt.date | None) -> dt.date:
         raise ValidationError(issues)
     return day or dt.date.today()
 
-
-__all__ = ["InvoiceRow", "InvoiceDetail", "ItemDraft", "OneTimeDraft", "list_invoices", "invoice_detail",
-           "create_one_time_invoice", "update_one_time_invoice", "delete_draft", "split_into_instalments",
-           "issue_invoices", "issue_month", "drafts_for_month", "void_invoice", "mark_uncollectible",
-           "create_credit_note", "client_credit_balance", "find_invoice", "NAME_MAX"]

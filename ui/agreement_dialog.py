@@ -41,7 +41,7 @@ from ui.lines_editor import (
     LinesEditor,
 )
 from ui.ops import Ops
-from ui.widgets import ERROR_STYLE, FieldForm, searchable_combo
+from ui.widgets import FieldForm, error_label, searchable_combo
 
 __all__ = ["AgreementDialog", "COL_AMOUNT", "COL_DESC", "COL_PRICE", "COL_QTY", "COL_TAX"]
 
@@ -129,10 +129,7 @@ class AgreementDialog(QDialog):
         self.notes = QPlainTextEdit()
         self.notes.setPlaceholderText("Internal notes")
         self.notes.setMaximumHeight(60)
-        self.summary = QLabel()
-        self.summary.setStyleSheet(ERROR_STYLE)
-        self.summary.setWordWrap(True)
-        self.summary.hide()
+        self.summary = error_label()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.save)

@@ -36,7 +36,7 @@ from mspbill.clients import (
 from mspbill.money import COMMON_CURRENCIES, format_amount
 from mspbill.validation import ValidationError
 from ui.ops import Ops
-from ui.widgets import ERROR_STYLE, FieldForm
+from ui.widgets import ERROR_STYLE, FieldForm, error_label
 
 CONTACT_COLUMNS = ("Name", "Role", "E-mail", "Phone")
 
@@ -129,10 +129,7 @@ class ClientDialog(QDialog):
         self.credit.setObjectName("clientCredit")
         self.credit.setWordWrap(True)
         self.credit.hide()
-        self.summary = QLabel()
-        self.summary.setStyleSheet(ERROR_STYLE)
-        self.summary.setWordWrap(True)
-        self.summary.hide()
+        self.summary = error_label()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self.save)

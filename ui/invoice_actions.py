@@ -34,7 +34,7 @@ from mspbill.invoicing import (
 )
 from mspbill.money import format_amount
 from ui.ops import Ops
-from ui.widgets import ERROR_STYLE, FieldForm
+from ui.widgets import FieldForm, error_label
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,7 @@ class ReasonDialog(QDialog):
         self.reason = self.form.add("reason", "Reason", QLineEdit())
         self.reason.setPlaceholderText("Kept with the invoice and in its history")
         layout.addWidget(box)
-        self.message = QLabel()
-        self.message.setStyleSheet(ERROR_STYLE)
-        self.message.setWordWrap(True)
-        self.message.hide()
+        self.message = error_label()
         layout.addWidget(self.message)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.ok = self.buttons.addButton(action, QDialogButtonBox.ButtonRole.AcceptRole)

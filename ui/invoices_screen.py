@@ -45,10 +45,6 @@ def status_text(r: InvoiceRow) -> str:
     return r.status.capitalize()
 
 
-def period_text(r: InvoiceRow) -> str:
-    return Month.of(r.period_start).label if r.period_start else "—"
-
-
 INVOICE_COLUMNS: list[Column[InvoiceRow]] = [
     Column("Number", lambda r: r.display_number, lambda r: (r.number is None, r.number or "", -r.id)),
     Column("Client", lambda r: r.client_name, lambda r: r.client_name.casefold(), tooltip=lambda r: r.client_name),

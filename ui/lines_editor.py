@@ -28,7 +28,7 @@ from mspbill.money import (
     parse_amount,
     parse_decimal,
 )
-from ui.widgets import ERROR_STYLE
+from ui.widgets import error_label
 
 LINE_COLUMNS = ("Description", "Quantity", "Unit price", "Taxable", "Amount")
 COL_DESC, COL_QTY, COL_PRICE, COL_TAX, COL_AMOUNT = range(5)
@@ -72,10 +72,7 @@ class LinesEditor(QWidget):
         self.total = QLabel()
         self.total.setStyleSheet("font-weight: 600;")
         buttons.addWidget(self.total)
-        self.errors = QLabel()
-        self.errors.setStyleSheet(ERROR_STYLE)
-        self.errors.setWordWrap(True)
-        self.errors.hide()
+        self.errors = error_label()
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.table, 1)

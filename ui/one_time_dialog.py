@@ -36,7 +36,7 @@ from mspbill.periods import Month
 from ui.invoices_screen import recent_months
 from ui.lines_editor import LineRow, LinesEditor
 from ui.ops import Ops
-from ui.widgets import ERROR_STYLE, FieldForm, searchable_combo
+from ui.widgets import FieldForm, error_label, searchable_combo
 
 
 class OneTimeInvoiceDialog(QDialog):
@@ -94,10 +94,7 @@ class OneTimeInvoiceDialog(QDialog):
         self.plan_note.setStyleSheet("color: #5f6368;")
         self.plan_note.setWordWrap(True)
 
-        self.summary = QLabel()
-        self.summary.setStyleSheet(ERROR_STYLE)
-        self.summary.setWordWrap(True)
-        self.summary.hide()
+        self.summary = error_label()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Cancel)
         self.save_button = self.buttons.addButton("Save draft", QDialogButtonBox.ButtonRole.AcceptRole)
         self.buttons.accepted.connect(self.save)

@@ -30,7 +30,7 @@ from mspbill.payments.manual import (
 )
 from mspbill.validation import Issue, ValidationError
 from ui.ops import Ops
-from ui.widgets import ERROR_STYLE, FieldForm, searchable_combo
+from ui.widgets import FieldForm, error_label, searchable_combo
 
 MUTED_STYLE = "color: #5f6368;"
 
@@ -143,10 +143,7 @@ class RecordPaymentDialog(QDialog):
         self.notes.setTabChangesFocus(True)
         self.notes.setFixedHeight(64)
 
-        self.summary = QLabel()
-        self.summary.setStyleSheet(ERROR_STYLE)
-        self.summary.setWordWrap(True)
-        self.summary.hide()
+        self.summary = error_label()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                         | QDialogButtonBox.StandardButton.Cancel)
         save = self.buttons.button(QDialogButtonBox.StandardButton.Save)

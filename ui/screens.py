@@ -30,6 +30,7 @@ from mspbill.db.models import (
     Invoice,
     InvoiceStatus,
 )
+from mspbill.invoicing import balance_sql
 from mspbill.money import format_amount
 from ui.company_form import CompanyForm
 from ui.ops import Ops
@@ -63,7 +64,7 @@ def dashboard_figures(session: Session) -> DashboardFigures:
     company = get_company(session)
     currency = company.currency if company else "USD"
     today = dt.date.today()
-    balance = (Invoice.total_cents - Invoice.credit_applied_cents - Invoice.paid_cents - Invoice.credited_cents)
+    balance = balance_sql()
     is_open = (Invoice.status == InvoiceStatus.OPEN, Invoice.currency == currency)
     unpaid_cents, unpaid_count = session.execute(
         select(func.coalesce(func.sum(balance), 0), func.count(Invoice.id)).where(*is_open)).one()

@@ -27,6 +27,15 @@ ERROR_STYLE = "color: #b3261e;"
 INVALID_STYLE = "border: 1px solid #b3261e; border-radius: 3px; padding: 2px;"
 
 
+def error_label() -> QLabel:
+    """A hidden, wrapping label in the error colour, for what a form cannot save."""
+    label = QLabel()
+    label.setStyleSheet(ERROR_STYLE)
+    label.setWordWrap(True)
+    label.hide()
+    return label
+
+
 class FieldRow(QWidget):
     """An input with the message that explains what is wrong with it, right below."""
 
