@@ -22,6 +22,8 @@ LOGO_MAX_PIXELS = 600
 DEFAULT_PATTERN = "INV-{n:06d}"
 DEFAULT_CREDIT_NOTE_PATTERN = "CN-{n:06d}"
 MAX_AUTOPAY_DISCOUNT = Decimal(50)
+PAPER_SIZES = {"letter": "Letter (8.5 × 11 in)", "a4": "A4 (210 × 297 mm)"}
+PAYMENT_INSTRUCTIONS_MAX = 1000
 
 
 @dataclass
@@ -42,6 +44,9 @@ class CompanyDraft:
     credit_note_number_pattern: str = DEFAULT_CREDIT_NOTE_PATTERN
     # Percent off generated invoices for autopay clients; "0" for none.
     autopay_discount_percent: str = "0"
+    paper_size: str = "letter"  # "letter" or "a4"
+    # How clients who pay by invoice can pay: printed on their invoices.
+    payment_instructions: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,18 @@ def validate_company(draft: CompanyDraft) -> tuple[dict[str, Any], list[Issue]]:
                             "Credit notes need a pattern of their own (for example CN-{n:06d}), "
                             "or their numbers would clash with invoice numbers."))
     v["autopay_discount_percent"] = check_discount(draft.autopay_discount_percent, issues)
+    paper = (draft.paper_size or "").strip().lower()
+    if paper not in PAPER_SIZES:
+        issues.append(Issue("paper_size", "Paper size is Letter or A4."))
+    v["paper_size"] = paper
+    instructions = (draft.payment_instructions or "").replace("\r\n", "\n").strip()
+    if len(instructions) > PAYMENT_INSTRUCTIONS_MAX:
+        issues.append(Issue("payment_instructions",
+                            f"Payment instructions are printed on every invoice; keep them under "
+                            f"{PAYMENT_INSTRUCTIONS_MAX} characters (these have {len(instructions)})."))
+    elif len(instructions.splitlines()) > 8:
+        issues.append(Issue("payment_instructions", "Payment instructions fit in 8 lines on the invoice."))
+    v["payment_instructions"] = instructions
     v["default_payment_terms_days"] = parse_terms(draft.default_payment_terms_days,
                                                   "default_payment_terms_days", issues)
     return v, issues

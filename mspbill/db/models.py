@@ -104,8 +104,95 @@ class CompanyProfile(Base):
     next_credit_note_number: Mapped[int] = mapped_column(Integer, default=1)
     # Percent off generated invoices for clients on autopay (0 = no incentive).
     autopay_discount_percent: Mapped[Decimal] = mapped_column(ExactDecimal, default=Decimal(0))
+    # "letter" or "a4": the paper every invoice and statement PDF is laid out on.
+    paper_size: Mapped[str] = mapped_column(String(10), default="letter")
+    # Printed on invoices of clients who pay by invoice (bank details, where to mail a check).
+    payment_instructions: Mapped[str] = mapped_column(Text, default="")
     is_demo: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SmtpSecurity(str, enum.Enum):
+    STARTTLS = "starttls"  # usually port 587
+    SSL = "ssl"            # implicit TLS, usually port 465
+    NONE = "none"          # a relay on the local network only
+
+    @property
+    def label(self) -> str:
+        return {"starttls": "STARTTLS", "ssl": "SSL/TLS", "none": "None (local relay only)"}[self.value]
+
+
+class MailSettings(Base):
+    """The office's outgoing mail account and invoice e-mail template; one row (id = 1).
+
+    Shared by every workstation of the office; the password is not here but in
+    each workstation's OS keyring (house rule 6)."""
+
+    __tablename__ = "mail_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),
+                      CheckConstraint("port > 0 AND port < 65536", name="port_range"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255), default="")
+    port: Mapped[int] = mapped_column(Integer, default=587)
+    security: Mapped[SmtpSecurity] = mapped_column(
+        _enum(SmtpSecurity, "smtp_security"), default=SmtpSecurity.STARTTLS)
+    username: Mapped[str] = mapped_column(String(320), default="")
+    from_address: Mapped[str] = mapped_column(String(320), default="")
+    from_name: Mapped[str] = mapped_column(String(NAME_MAX), default="")
+    reply_to: Mapped[str] = mapped_column(String(320), default="")
+    # A copy of every invoice e-mail to the office (blind copy).
+    bcc_office: Mapped[bool] = mapped_column(Boolean, default=False)
+    invoice_subject: Mapped[str] = mapped_column(String(500), default="")
+    invoice_body: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OutboxStatus(str, enum.Enum):
+    QUEUED = "queued"    # waiting for its first try, or for a retry after a passing fault
+    SENDING = "sending"  # handed to the server right now
+    SENT = "sent"
+    FAILED = "failed"    # the server refused it for good (or it cannot be sent as it is); Retry re-queues
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+class OutboxMessage(Base):
+    """An e-mail waiting to go, or gone: written before any attempt, so a mail
+    server that is down loses nothing (the message stays queued and visible)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "invoice", "statement", "test"; later "reminder", "receipt", "setup_link".
+    kind: Mapped[str] = mapped_column(String(30))
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.QUEUED)
+    invoice_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True, index=True)
+    client_id: Mapped[int | None] = mapped_column(
+        ForeignKey("clients.id", ondelete="RESTRICT"), nullable=True, index=True)
+    to_addrs: Mapped[str] = mapped_column(String(EMAILS_MAX), default="")  # comma-separated
+    cc_addrs: Mapped[str] = mapped_column(String(EMAILS_MAX), default="")
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    # The invoice's PDF is rendered when the message is sent (so it shows the
+    # balance of that moment); other attachments are stored until sent.
+    attach_invoice_pdf: Mapped[bool] = mapped_column(Boolean, default=False)
+    attachment_name: Mapped[str] = mapped_column(String(255), default="")
+    attachment_data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # Fixed at queueing, so a retry after an unknown outcome can be recognised as the same message.
+    message_id: Mapped[str] = mapped_column(String(255), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(1000), default="")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    queued_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
