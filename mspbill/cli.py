@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mspbill import __version__
+from mspbill import __version__, cli_documents
 from mspbill.context import AppContext, open_context
 from mspbill.db.models import QUANTITY_SCALE
 from mspbill.db.schema import DatabaseOpenError
@@ -560,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--search", metavar="TEXT", help="only clients whose name or e-mail contains TEXT")
     cl.add_argument("--json", action="store_true", help="print JSON")
     cl.set_defaults(func=cmd_clients_list)
+    cli_documents.add_client_document_commands(clients)
 
     agreements = sub.add_parser("agreements", help="agreements").add_subparsers(dest="subcommand", required=True)
     al = agreements.add_parser("list", help="list agreements")
@@ -570,6 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_invoice_commands(sub)
     _add_payment_commands(sub)
+    cli_documents.add_key_commands(sub)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="subcommand", required=True)
     up = db.add_parser("upgrade", help="back up the database and bring it to the current schema")
@@ -624,6 +626,8 @@ def _add_invoice_commands(sub: Any) -> None:
                         help="amount before tax (default: the whole invoice); its tax is credited too")
     credit.add_argument("--json", action="store_true", help="print JSON")
     credit.set_defaults(func=cmd_invoices_credit)
+
+    cli_documents.add_invoice_document_commands(invoices)
 
 
 def _add_payment_commands(sub: Any) -> None:
@@ -683,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for message in messages:
                 print(f"  - {message}", file=sys.stderr)
         return EXIT_USAGE
-    except (CliError, DemoRefusedError, NotFoundError, KeyringUnavailableError, DatabaseOpenError, PeriodError,
+    except (CliError, cli_documents.DocumentCliError, DemoRefusedError, NotFoundError, KeyringUnavailableError, DatabaseOpenError, PeriodError,
             ConcurrentGenerationError) as exc:
         print(f"mspbill: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -40,6 +40,10 @@ COMPANY = CompanyDraft(
     city="Portland", region="OR", postal_code="97209", country="United States",
     email="billing@northwind-it.example", phone="(503) 555-0142", tax_id="93-1234567",
     currency="USD", invoice_number_pattern="INV-{n:06d}", default_payment_terms_days="30",
+    paper_size="letter",
+    payment_instructions=("ACH or wire: First Cascade Bank, routing 123000848, account 4401 2278 19\n"
+                          "Checks payable to Northwind Managed IT, LLC, mailed to the address above.\n"
+                          "Please quote the invoice number with your payment."),
 )
 
 # Real-looking client names; a few on purpose with accents, other scripts and apostrophes.
