@@ -54,7 +54,7 @@ def count_rows():
 # --- the CLI as a real process ---------------------------------------------
 
 def _run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+            cwd: Path | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m mspbill ARGS` in a child process, capturing stdout and stderr apart."""
     child_env = dict(os.environ)
     # The child must not inherit a database or data dir from the developer's shell.
@@ -64,7 +64,8 @@ def _run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
     if env:
         child_env.update(env)
     return subprocess.run([sys.executable, "-m", "mspbill", *args], capture_output=True, text=True,
-                          encoding="utf-8", env=child_env, timeout=timeout, cwd=cwd or REPO_ROOT)
+                          encoding="utf-8", env=child_env, timeout=timeout, cwd=cwd or REPO_ROOT,
+                          input=input if input is not None else "")
 
 
 @pytest.fixture(scope="session")
