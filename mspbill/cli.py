@@ -24,6 +24,7 @@ from mspbill.db.models import QUANTITY_SCALE
 from mspbill.db.schema import DatabaseOpenError
 from mspbill.demo import DEFAULT_CLIENTS, DemoRefusedError
 from mspbill.generation import ConcurrentGenerationError
+from mspbill.mail.smtp import MailError
 from mspbill.money import format_amount, format_decimal
 from mspbill.periods import PeriodError, parse_period
 from mspbill.secrets import KeyringUnavailableError
@@ -571,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_invoice_commands(sub)
     _add_payment_commands(sub)
+    cli_documents.add_mail_commands(sub)
     cli_documents.add_key_commands(sub)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="subcommand", required=True)
@@ -687,7 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for message in messages:
                 print(f"  - {message}", file=sys.stderr)
         return EXIT_USAGE
-    except (CliError, cli_documents.DocumentCliError, DemoRefusedError, NotFoundError, KeyringUnavailableError, DatabaseOpenError, PeriodError,
+    except (CliError, cli_documents.DocumentCliError, MailError, DemoRefusedError, NotFoundError, KeyringUnavailableError, DatabaseOpenError, PeriodError,
             ConcurrentGenerationError) as exc:
         print(f"mspbill: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -115,6 +115,136 @@ def cmd_clients_statement(ctx: AppContext, args: argparse.Namespace) -> int:
     return _emit_pdf(rendered.data, args.out, rendered.filename, rendered.title, args.json)
 
 
+# --- e-mail -------------------------------------------------------------------
+
+def _smtp_password() -> str | None:
+    """Asked only when the account has a user name; the keyring's refusal is a message, not a crash."""
+    from mspbill.secrets import SMTP_PASSWORD, SecretStore
+
+    return SecretStore().get(SMTP_PASSWORD)
+
+
+def _send(ctx: AppContext, message_ids: list[int] | None) -> Any:
+    from mspbill.mail import send_outbox
+
+    def progress(done: int, total: int, text: str) -> None:
+        if total > 1 and sys.stderr.isatty():
+            print(f"\r{done}/{total} {text}"[:79].ljust(79), end="", file=sys.stderr, flush=True)
+
+    report = send_outbox(ctx.db, _smtp_password, message_ids=message_ids, progress=progress)
+    if sys.stderr.isatty():
+        print("\r" + " " * 79 + "\r", end="", file=sys.stderr, flush=True)
+    return report
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {"sent": report.sent, "failed": report.failed, "still_queued": report.still_queued,
+            "stopped_reason": report.stopped_reason,
+            "errors": {str(k): v for k, v in report.errors.items()}}
+
+
+def cmd_invoices_email(ctx: AppContext, args: argparse.Namespace) -> int:
+    from mspbill.cli import emit_json
+    from mspbill.invoicing import find_invoice
+    from mspbill.mail import queue_invoice_email, queue_unsent_invoices
+
+    if (args.number is None) == (not args.unsent):
+        raise DocumentCliError("Give the invoice number to e-mail, for example `mspbill invoices email INV-000123`, "
+                               "or --unsent for every issued invoice not e-mailed yet.")
+    skipped: list[Any] = []
+    with ctx.db.write_session() as session, session.begin():
+        if args.unsent:
+            queued = queue_unsent_invoices(session)
+            message_ids, skipped = queued.outbox_ids, queued.skipped
+        else:
+            message_ids = [queue_invoice_email(session, find_invoice(session, args.number).id)]
+    report = _send(ctx, message_ids) if message_ids else None
+    if args.json:
+        emit_json({"queued": len(message_ids),
+                   "skipped": [{"number": s.number, "client": s.client_name, "reason": s.reason} for s in skipped],
+                   **(_report_json(report) if report else {"sent": 0, "failed": 0, "still_queued": 0,
+                                                             "stopped_reason": None, "errors": {}})})
+    else:
+        for s in skipped:
+            print(f"Not queued: {s.number} ({s.client_name}): {s.reason}")
+        if report is None:
+            print("Nothing to e-mail: every issued invoice has been e-mailed or queued already.")
+        elif not args.unsent and report.sent:
+            print(f"E-mailed {args.number}.")
+        else:
+            print(f"{len(message_ids)} e-mail(s) queued: {report.summary}")
+            for message_id, error in report.errors.items():
+                print(f"  message {message_id}: {error}")
+        if report is not None and (report.still_queued or report.failed):
+            print("Messages not sent stay in the outbox (`mspbill outbox list`); "
+                  "`mspbill outbox send` tries again.", file=sys.stderr)
+    if report is not None and (report.still_queued or report.failed):
+        if not args.json and not args.unsent and report.stopped_reason:
+            print(f"mspbill: {report.stopped_reason}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def cmd_outbox_send(ctx: AppContext, args: argparse.Namespace) -> int:
+    from mspbill.cli import emit_json
+
+    report = _send(ctx, None)
+    if args.json:
+        emit_json(_report_json(report))
+    elif report.sent or report.failed or report.still_queued:
+        print(report.summary)
+    else:
+        print("Nothing is due in the outbox.")
+    return EXIT_ERROR if report.stopped_reason or report.failed else EXIT_OK
+
+
+def cmd_outbox_list(ctx: AppContext, args: argparse.Namespace) -> int:
+    from mspbill.cli import _print_table, emit_json
+    from mspbill.mail import list_outbox, outbox_counts
+
+    with ctx.db.session() as session:
+        rows = list_outbox(session, status=args.status, limit=args.limit)
+        counts = outbox_counts(session)
+    if args.json:
+        emit_json({"counts": counts, "messages": [
+            {"id": r.id, "kind": r.kind, "status": r.status, "to": r.to, "cc": r.cc, "subject": r.subject,
+             "invoice": r.invoice_number, "client": r.client_name, "attempts": r.attempts,
+             "last_error": r.last_error, "next_attempt_at": r.next_attempt_at, "sent_at": r.sent_at,
+             "created_at": r.created_at} for r in rows]})
+        return EXIT_OK
+
+    def when(r: Any) -> str:
+        moment = r.sent_at if r.status == "sent" else r.next_attempt_at if r.status == "queued" else None
+        return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else ""
+
+    _print_table(["Id", "Status", "Invoice", "To", "When", "Last error"],
+                 [[str(r.id), r.status, r.invoice_number or r.kind, r.to, when(r), r.last_error[:70]] for r in rows])
+    print("\n" + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    return EXIT_OK
+
+
+def cmd_outbox_retry(ctx: AppContext, args: argparse.Namespace) -> int:
+    from mspbill.mail import retry_messages
+
+    with ctx.db.write_session() as session, session.begin():
+        ids = retry_messages(session, args.ids)
+    report = _send(ctx, ids)
+    print(report.summary)
+    return EXIT_ERROR if report.stopped_reason or report.failed else EXIT_OK
+
+
+def cmd_mail_test(ctx: AppContext, args: argparse.Namespace) -> int:
+    from mspbill.mail import mail_settings_draft, send_test_email
+
+    with ctx.db.session() as session:
+        draft = mail_settings_draft(session)
+    if not draft.host:
+        raise DocumentCliError("No mail server is set up yet; fill in Settings → E-mail in the app first.")
+    send_test_email(draft, _smtp_password() if draft.username else None, args.to)
+    print(f"Sent a test e-mail to {args.to} through {draft.host}:{draft.port}.")
+    return EXIT_OK
+
+
 # --- keys ---------------------------------------------------------------------
 
 KEY_NAMES = {"smtp": "smtp_password"}
@@ -179,6 +309,12 @@ def add_invoice_document_commands(invoices: Any) -> None:
     pdf.add_argument("--json", action="store_true", help="print JSON")
     pdf.set_defaults(func=cmd_invoices_pdf)
 
+    email = invoices.add_parser("email", help="e-mail an invoice with its PDF now (through the outbox)")
+    email.add_argument("number", nargs="?", metavar="NUMBER", help="the invoice number, for example INV-000123")
+    email.add_argument("--unsent", action="store_true", help="every issued invoice not e-mailed yet")
+    email.add_argument("--json", action="store_true", help="print JSON")
+    email.set_defaults(func=cmd_invoices_email)
+
 
 def add_client_document_commands(clients: Any) -> None:
     st = clients.add_parser("statement", help="a client's statement of account as a PDF")
@@ -189,6 +325,27 @@ def add_client_document_commands(clients: Any) -> None:
     st.add_argument("--out", metavar="FILE", help="a file, a folder, or - for standard output")
     st.add_argument("--json", action="store_true", help="print JSON")
     st.set_defaults(func=cmd_clients_statement)
+
+
+def add_mail_commands(sub: Any) -> None:
+    outbox = sub.add_parser("outbox", help="e-mails waiting to go, sent or failed").add_subparsers(
+        dest="subcommand", required=True)
+    ls = outbox.add_parser("list", help="the outbox, newest first")
+    ls.add_argument("--status", choices=["queued", "sending", "sent", "failed"], help="only messages in this state")
+    ls.add_argument("--limit", type=int, default=200, metavar="N", help="at most N messages (default 200)")
+    ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.set_defaults(func=cmd_outbox_list)
+    send = outbox.add_parser("send", help="send every queued message that is due (for a scheduled task)")
+    send.add_argument("--json", action="store_true", help="print JSON")
+    send.set_defaults(func=cmd_outbox_send)
+    retry = outbox.add_parser("retry", help="queue failed messages again and send them now")
+    retry.add_argument("ids", type=int, nargs="+", metavar="ID", help="message ids from `mspbill outbox list`")
+    retry.set_defaults(func=cmd_outbox_retry)
+
+    mail = sub.add_parser("mail", help="the outgoing mail account").add_subparsers(dest="subcommand", required=True)
+    test = mail.add_parser("test", help="send a test e-mail with the saved settings")
+    test.add_argument("--to", required=True, metavar="ADDRESS", help="who receives the test e-mail")
+    test.set_defaults(func=cmd_mail_test)
 
 
 def add_key_commands(sub: Any) -> None:

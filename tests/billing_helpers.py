@@ -151,3 +151,38 @@ def credit_entries(db: Database, client_id: int) -> list[tuple[str, int]]:
     with db.session() as s:
         return [(c.reason.value, c.amount_cents) for c in s.scalars(
             select(ClientCredit).where(ClientCredit.client_id == client_id).order_by(ClientCredit.id))]
+
+
+# --- invoices with arbitrary lines (PDF tests) -------------------------------------
+
+def draft_with_lines(db: Database, client_id: int, lines: list[tuple[str, str, int, str]], *,
+                     title: str = "Managed services", memo: str = "",
+                     period: tuple[dt.date, dt.date] | None = None) -> int:
+    """A draft built straight in the database: (kind, quantity, unit price cents, description) per
+    line.  Unlike one_time() it takes any number of lines and any kind (adjustment, discount),
+    as generated invoices have them."""
+    from decimal import Decimal as _D
+
+    from mspbill.db.models import QUANTITY_SCALE, Client, InvoiceKind, InvoiceStatus
+    from mspbill.generation import compute_totals
+    from mspbill.money import line_amount_cents
+
+    with db.write_session() as s, s.begin():
+        client = s.get(Client, client_id)
+        assert client is not None
+        inv = Invoice(kind=InvoiceKind.INVOICE, status=InvoiceStatus.DRAFT, client_id=client_id,
+                      currency=client.currency, title=title, memo=memo, tax_rate_percent=client.tax_rate_percent,
+                      credit_applied_cents=0, paid_cents=0, credited_cents=0,
+                      period_start=period[0] if period else None, period_end=period[1] if period else None)
+        rows = []
+        for i, (kind, qty, price, description) in enumerate(lines):
+            amount = line_amount_cents(_D(qty), price)
+            rows.append(InvoiceLine(position=i, kind=LineKind(kind), description=description,
+                                    quantity_e4=int(_D(qty) * QUANTITY_SCALE), unit_price_cents=price,
+                                    amount_cents=amount, taxable=kind != "discount"))
+        inv.lines = rows
+        totals = compute_totals(((ln.amount_cents, ln.taxable) for ln in rows), inv.tax_rate_percent)
+        inv.subtotal_cents, inv.tax_cents, inv.total_cents = totals.subtotal_cents, totals.tax_cents, totals.total_cents
+        s.add(inv)
+        s.flush()
+        return inv.id

@@ -20,7 +20,8 @@ CORE_MODULES = [
     "mspbill.clients", "mspbill.agreements", "mspbill.company", "mspbill.audit", "mspbill.secrets",
     "mspbill.settings", "mspbill.paths", "mspbill.context", "mspbill.logs", "mspbill.demo",
     "mspbill.db", "mspbill.db.engine", "mspbill.db.models", "mspbill.db.types", "mspbill.db.schema",
-    "mspbill.payments",
+    "mspbill.payments", "mspbill.mail", "mspbill.mail.outbox", "mspbill.pdf.invoice", "mspbill.pdf.statement",
+    "mspbill.aging", "mspbill.cli_documents",
 ]
 
 _CHECK = textwrap.dedent("""
