@@ -1,10 +1,11 @@
-"""Clients: a sortable, filterable list; new, edit, archive and restore."""
+"""Clients: a sortable, filterable list; new, edit, archive and restore; a client's statement."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QHBoxLayout, QMenu, QMessageBox, QPushButton, QWidget
 from sqlalchemy.orm import Session
 
 from mspbill.clients import (
@@ -18,6 +19,7 @@ from mspbill.money import format_amount
 from ui.client_dialog import ClientDialog
 from ui.list_screen import ListScreen
 from ui.ops import Ops
+from ui.statement_dialog import StatementDialog
 from ui.table import Column
 
 CLIENT_COLUMNS: list[Column[ClientRow]] = [
@@ -48,7 +50,63 @@ class ClientsScreen(ListScreen[ClientRow]):
     def __init__(self, ops: Ops, company_defaults: Callable[[], tuple[str, int]] = lambda: ("USD", 30),
                  parent: QWidget | None = None):
         self.company_defaults = company_defaults
+        self.statement_button: QPushButton | None = None
         super().__init__(ops, CLIENT_COLUMNS, parent)
+        self.statement_button = QPushButton("Statement…")
+        self.statement_button.setToolTip("A statement of account for the selected client, to print or save")
+        self.statement_button.clicked.connect(lambda: self.statement_selected())
+        bar = self._bar_of(self.edit_button)
+        bar.insertWidget(bar.indexOf(self.edit_button), self.statement_button)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self._update_buttons()
+
+    def _bar_of(self, button: QWidget) -> QHBoxLayout:
+        """The row of the shared list layout that holds `button` (Edit…, Archive)."""
+        layout = self.layout()
+        for i in range(layout.count()):
+            row = layout.itemAt(i).layout()
+            if isinstance(row, QHBoxLayout) and row.indexOf(button) >= 0:
+                return row
+        raise LookupError("the list screen has no row with that button")
+
+    def _update_buttons(self, *args: object) -> None:
+        super()._update_buttons(*args)
+        if self.statement_button is not None:
+            self.statement_button.setEnabled(self.selected() is not None)
+
+    # --- statement ---
+    def statement_selected(self) -> StatementDialog | None:
+        row = self.selected()
+        if row is None:
+            return None
+        dialog = StatementDialog(self.ops, row.id, row.legal_name, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def _context_menu(self, pos: QPoint) -> QMenu | None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return None
+        self.table.selectRow(index.row())
+        menu = self.context_menu()
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+        return menu
+
+    def context_menu(self) -> QMenu:
+        menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        buttons = (self.edit_button, self.statement_button, None, self.archive_button)
+        for button in buttons:
+            if button is None:
+                menu.addSeparator()
+                continue
+            action = menu.addAction(button.text())
+            action.setEnabled(button.isEnabled())
+            action.triggered.connect(button.click)
+        menu.setDefaultAction(menu.actions()[0])
+        return menu
 
     def haystack(self, row: ClientRow) -> str:
         return f"{row.legal_name}\n{row.billing_emails}\n{row.city}"

@@ -4,22 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QLocale, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mspbill.company import (
+    PAPER_SIZES,
+    PAYMENT_INSTRUCTIONS_MAX,
     CompanyDraft,
     CompanySnapshot,
     company_snapshot,
@@ -28,12 +34,56 @@ from mspbill.company import (
     save_company,
     validate_company,
 )
+from mspbill.db.models import Client, Invoice, InvoiceKind
 from mspbill.money import COMMON_CURRENCIES
 from mspbill.validation import ValidationError
 from ui.ops import Ops
 from ui.widgets import ERROR_STYLE, FieldForm
 
 _UNCHANGED = object()
+# Where Letter is the usual paper (and an unknown locale, like the product's USD default); A4 elsewhere.
+_LETTER_TERRITORIES = {QLocale.Country.AnyTerritory, QLocale.Country.UnitedStates, QLocale.Country.Canada, QLocale.Country.Mexico,
+                       QLocale.Country.Philippines, QLocale.Country.Chile, QLocale.Country.Colombia}
+
+
+def local_paper_size() -> str:
+    """The paper this computer's locale suggests, for a company being set up."""
+    return "letter" if QLocale.system().territory() in _LETTER_TERRITORIES else "a4"
+
+
+def invoice_to_preview(session: Session) -> int | None:
+    """The newest invoice, preferring a client who pays by invoice (it shows the payment instructions)."""
+    return session.scalar(
+        select(Invoice.id).join(Client, Client.id == Invoice.client_id)
+        .where(Invoice.kind == InvoiceKind.INVOICE)
+        .order_by(Client.autopay, Invoice.id.desc()).limit(1))
+
+
+class _FormScroll(QScrollArea):
+    """Scrolls the form when the window is too short for it (Settings on a laptop), yet asks
+    for the whole form's size, so the first-run wizard (a fixed-size dialog) shows it all."""
+
+    def __init__(self, form: QWidget):
+        super().__init__()
+        self.setWidget(form)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # The page's own background, not the white of a scroll area's base.
+        form.setAutoFillBackground(False)
+        self.viewport().setAutoFillBackground(False)
+
+    def sizeHint(self) -> QSize:
+        inner = self.widget().sizeHint()
+        bar = self.verticalScrollBar().sizeHint().width()
+        height = inner.height()
+        screen = self.screen()
+        if screen is not None:  # leave room for the wizard's heading and buttons on a small screen
+            height = min(height, max(screen.availableGeometry().height() - 260, 300))
+        return QSize(inner.width() + bar, height)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self.widget().minimumSizeHint().width(), 160)
 
 
 class CompanyForm(QWidget):
@@ -77,6 +127,25 @@ class CompanyForm(QWidget):
         self.discount = f.add("autopay_discount_percent", "Autopay discount (%)", QLineEdit("0"))
         self.discount.setToolTip("Percent off generated invoices for clients on autopay, shown as its own line. "
                                  "0 for none.")
+        self.paper_size = QComboBox()
+        for key, label in PAPER_SIZES.items():
+            self.paper_size.addItem(label, key)
+        self.paper_size.setToolTip("The page size of invoices and statements: Letter in North America, "
+                                   "A4 nearly everywhere else.")
+        self.paper_size.setCurrentIndex(max(self.paper_size.findData(local_paper_size()), 0))
+        f.add("paper_size", "Paper size", self.paper_size)
+        self.payment_instructions = QPlainTextEdit()
+        self.payment_instructions.setPlaceholderText(
+            "How clients who pay by invoice can pay you, for example:\n"
+            "Bank: First National · Routing 123456789 · Account 000123456\n"
+            "Mail checks to: Northwind Managed IT, 1200 NW Naito Pkwy, Portland OR 97209")
+        self.payment_instructions.setToolTip(
+            f"Printed on the invoices of clients who pay by invoice (not autopay). At most 8 lines and "
+            f"{PAYMENT_INSTRUCTIONS_MAX} characters.")
+        self.payment_instructions.setTabChangesFocus(True)
+        line_height = self.payment_instructions.fontMetrics().lineSpacing()
+        self.payment_instructions.setFixedHeight(line_height * 4 + 14)  # four lines show; it scrolls to eight
+        f.add("payment_instructions", "Payment instructions", self.payment_instructions)
 
         logo_row = QWidget()
         lr = QHBoxLayout(logo_row)
@@ -101,14 +170,22 @@ class CompanyForm(QWidget):
         self.save_button = QPushButton(save_label)
         self.save_button.setDefault(True)
         self.save_button.clicked.connect(self.save)
+        # Shown once there is an invoice to show (Settings, not the first-run wizard).
+        self.preview_button = QPushButton("Preview an invoice")
+        self.preview_button.setToolTip("Your latest invoice to a client who pays by invoice, printed with the "
+                                       "settings as saved: save first to see a change.")
+        self.preview_button.clicked.connect(lambda: self.preview_invoice())
+        self.preview_button.hide()
+        self._preview_invoice_id: int | None = None
         bottom = QHBoxLayout()
         bottom.addWidget(self.status, 1)
+        bottom.addWidget(self.preview_button)
         bottom.addWidget(self.save_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(form_widget)
+        self.scroll = _FormScroll(form_widget)
+        layout.addWidget(self.scroll, 1)
         layout.addWidget(self.summary)
         layout.addLayout(bottom)
-        layout.addStretch()
         self._show_example()
 
     def _show_example(self) -> None:
@@ -121,6 +198,18 @@ class CompanyForm(QWidget):
     def load(self) -> None:
         self.setEnabled(False)
         self.ops.read(self, company_snapshot, self._loaded)
+        self.ops.read(self, invoice_to_preview, self._preview_found)
+
+    def _preview_found(self, invoice_id: int | None) -> None:
+        self._preview_invoice_id = invoice_id
+        self.preview_button.setVisible(invoice_id is not None)
+
+    def preview_invoice(self) -> QWidget | None:
+        if self._preview_invoice_id is None:
+            return None
+        from ui.invoices_screen import preview_invoice
+
+        return preview_invoice(self.ops, self, self._preview_invoice_id)
 
     def _loaded(self, snap: CompanySnapshot | None) -> None:
         self.setEnabled(True)
@@ -137,6 +226,9 @@ class CompanyForm(QWidget):
                               (self.discount, d.autopay_discount_percent)):
             editor.setText(value)
         self.currency.setCurrentText(d.currency)
+        index = self.paper_size.findData(d.paper_size)
+        self.paper_size.setCurrentIndex(max(index, 0))
+        self.payment_instructions.setPlainText(d.payment_instructions)
         self._current_logo = snap.logo_png
         self._logo = _UNCHANGED
         self._show_logo(snap.logo_png)
@@ -181,13 +273,20 @@ class CompanyForm(QWidget):
             country=self.country.text(), email=self.email.text(), phone=self.phone.text(),
             tax_id=self.tax_id.text(), currency=self.currency.currentText(),
             invoice_number_pattern=self.pattern.text(), default_payment_terms_days=self.terms.text(),
-            credit_note_number_pattern=self.credit_pattern.text(), autopay_discount_percent=self.discount.text())
+            credit_note_number_pattern=self.credit_pattern.text(), autopay_discount_percent=self.discount.text(),
+            paper_size=self.paper_size.currentData() or "", payment_instructions=self.payment_instructions.toPlainText())
 
     def show_issues(self, by_field: dict[str, list[str]]) -> None:
         self.form.show_issues(by_field)
         count = sum(len(v) for v in by_field.values())
         self.summary.setText(f"Please correct {count} problem{'s' if count != 1 else ''} before saving.")
         self.summary.setVisible(bool(count))
+        first = self.form.first_invalid()
+        if first is not None:
+            # The form scrolls: bring the first problem and its message into view, once the
+            # messages just shown have their place in the layout.
+            row = first.parentWidget() or first
+            QTimer.singleShot(0, self, lambda: self.scroll.ensureWidgetVisible(row, 0, 16))
 
     def save(self) -> None:
         draft = self.draft()

@@ -1,11 +1,12 @@
 """One invoice: who it bills, its lines and totals, payments, credit notes and history,
-with the actions its state allows."""
+with the actions its state allows and its PDF (preview, print, save)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -26,7 +27,12 @@ from mspbill.money import format_amount, format_decimal
 from mspbill.periods import Month
 from ui import invoice_actions as actions
 from ui.invoice_actions import InvoiceRef
-from ui.invoices_screen import status_text
+from ui.invoices_screen import (
+    preview_invoice,
+    print_invoice,
+    save_invoice_pdf,
+    status_text,
+)
 from ui.ops import Ops
 
 STATUS_COLORS = {"draft": "#5f6368", "open": "#1a73e8", "paid": "#188038", "void": "#5f6368",
@@ -87,11 +93,29 @@ class InvoiceDialog(QDialog):
         head.addWidget(self.title)
         head.addWidget(self.status)
         head.addStretch()
+        # The PDF, whatever the state: a draft shows with its DRAFT watermark.
+        self.preview_button = QPushButton("Preview PDF")
+        self.print_button = QPushButton("Print…")
+        self.print_button.setToolTip("Print this invoice (Ctrl+P)")
+        self.save_pdf_button = QPushButton("Save PDF…")
+        for button, handler in ((self.preview_button, self.preview_pdf), (self.print_button, self.print_pdf),
+                                (self.save_pdf_button, self.save_pdf)):
+            button.setAutoDefault(False)
+            button.clicked.connect(lambda _c=False, h=handler: h())
+            head.addWidget(button)
+        self.print_action = QAction("Print…", self)
+        self.print_action.setShortcut(QKeySequence.StandardKey.Print)
+        self.print_action.triggered.connect(lambda: self.print_pdf())
+        self.addAction(self.print_action)
         layout.addLayout(head)
         self.subtitle = QLabel()
         self.subtitle.setStyleSheet("color: #5f6368;")
         self.subtitle.setWordWrap(True)
         layout.addWidget(self.subtitle)
+        self.pdf_notice = QLabel()  # how the last print or save went
+        self.pdf_notice.setWordWrap(True)
+        self.pdf_notice.hide()
+        layout.addWidget(self.pdf_notice)
 
         info = QHBoxLayout()
         self.bill_to = QLabel()
@@ -248,6 +272,8 @@ class InvoiceDialog(QDialog):
 
     def _set_actions(self, d: InvoiceDetail | None) -> None:
         ref = self.ref()
+        for pdf_control in (self.preview_button, self.print_button, self.save_pdf_button, self.print_action):
+            pdf_control.setEnabled(d is not None)
         self.issue_button.setVisible(ref is not None and actions.can_issue(ref))
         # An instalment is generated from its plan: the core refuses edits to it (delete it instead).
         self.edit_button.setVisible(d is not None and d.editable and d.instalment is None)
@@ -263,6 +289,25 @@ class InvoiceDialog(QDialog):
         if self.detail is None:
             return None
         return InvoiceRef.of(self.detail.row)
+
+    # --- the PDF ---
+    def preview_pdf(self) -> QWidget | None:
+        return preview_invoice(self.ops, self, self.invoice_id) if self.detail is not None else None
+
+    def print_pdf(self) -> None:
+        if self.detail is not None:
+            print_invoice(self.ops, self, self.invoice_id, self.show_pdf_notice)
+
+    def save_pdf(self) -> None:
+        if self.detail is not None:
+            save_invoice_pdf(self.ops, self, self.invoice_id, self.show_pdf_notice)
+
+    def show_pdf_notice(self, text: str, error: bool = False) -> None:
+        self.pdf_notice.setStyleSheet(
+            "background: #fce8e6; color: #8c1d18; padding: 6px 10px; border-radius: 4px;" if error
+            else "background: #e6f4ea; color: #0d652d; padding: 6px 10px; border-radius: 4px;")
+        self.pdf_notice.setText(text)
+        self.pdf_notice.show()
 
     # --- actions ---
     def _after(self) -> None:

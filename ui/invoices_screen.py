@@ -1,18 +1,20 @@
 """Invoices: every invoice and credit note, filtered by status, client and period,
 with balances and what is overdue; generate a period, write a one-time invoice,
-and act on the selection."""
+and act on the selection (including its PDF: preview, print, save)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -22,8 +24,11 @@ from sqlalchemy.orm import Session
 from mspbill.clients import client_choices
 from mspbill.invoicing import InvoiceRow, list_invoices
 from mspbill.money import format_amount
+from mspbill.pdf.invoice import invoice_pdf
+from mspbill.pdf.rendered import RenderedPdf
 from mspbill.periods import Month
 from ui import invoice_actions as actions
+from ui import pdf_viewer
 from ui.invoice_actions import InvoiceRef
 from ui.ops import Ops
 from ui.table import Column, SnapshotTableModel
@@ -57,6 +62,45 @@ INVOICE_COLUMNS: list[Column[InvoiceRow]] = [
            else "—", lambda r: r.balance_cents if r.status in ("open", "uncollectible") else -1, align_right=True),
     Column("Status", status_text, lambda r: (r.status, -r.overdue_days), muted=lambda r: r.status == "void"),
 ]
+
+
+# --- an invoice's PDF, shared with the invoice window ---------------------------
+
+def invoice_render(invoice_id: int) -> Callable[[Session], RenderedPdf]:
+    def render(session: Session) -> RenderedPdf:
+        return invoice_pdf(session, invoice_id)
+    return render
+
+
+def preview_invoice(ops: Ops, parent: QWidget, invoice_id: int) -> pdf_viewer.PdfViewer:
+    """Open the invoice's PDF in a viewer window (drafts carry their DRAFT watermark)."""
+    return pdf_viewer.preview(ops, parent, invoice_render(invoice_id), busy_text="Preparing the invoice…")
+
+
+def print_invoice(ops: Ops, parent: QWidget, invoice_id: int,
+                  report: Callable[[str, bool], None] | None = None) -> None:
+    """Render, then the print dialog, then print; `report(text, is_error)` says how it went."""
+    def rendered(pdf: RenderedPdf) -> None:
+        pdf_viewer.print_rendered(
+            ops, parent, pdf,
+            on_printed=(lambda n: report(f"Sent to the printer: {pdf.title} ({n} page{'s' if n != 1 else ''}).",
+                                         False)) if report else None,
+            on_error=(lambda text: report(text, True)) if report else None)
+
+    pdf_viewer.render_then(ops, parent, invoice_render(invoice_id), rendered, label="Preparing the invoice")
+
+
+def save_invoice_pdf(ops: Ops, parent: QWidget, invoice_id: int,
+                     report: Callable[[str, bool], None] | None = None) -> None:
+    """Render, then ask where to save it (last folder used), then write it."""
+    def rendered(pdf: RenderedPdf) -> None:
+        pdf_viewer.save_rendered(
+            ops, parent, pdf,
+            on_saved=(lambda path: report(f"Saved {Path(path).name} in {Path(path).parent}.", False))
+            if report else None,
+            on_error=(lambda text: report(text, True)) if report else None)
+
+    pdf_viewer.render_then(ops, parent, invoice_render(invoice_id), rendered, label="Preparing the invoice")
 
 
 class _Model(SnapshotTableModel[InvoiceRow]):
@@ -138,13 +182,22 @@ class InvoicesScreen(QWidget):
 
         actions_bar = QHBoxLayout()
         self.open_button = QPushButton("Open…")
+        # The PDF of the selected invoice: look, print, keep a copy.
+        self.preview_button = QPushButton("Preview")
+        self.preview_button.setToolTip("Show the selected invoice's PDF")
+        self.print_button = QPushButton("Print…")
+        self.print_button.setToolTip("Print the selected invoice (Ctrl+P)")
+        self.save_pdf_button = QPushButton("Save PDF…")
+        self.save_pdf_button.setToolTip("Save the selected invoice as a PDF file")
         self.issue_button = QPushButton("Issue…")
         self.pay_button = QPushButton("Record payment…")
         self.credit_button = QPushButton("Credit note…")
         self.void_button = QPushButton("Void…")
         self.delete_button = QPushButton("Delete draft")
         handlers: list[tuple[QPushButton, Callable[[], object]]] = [
-            (self.open_button, self.open_selected), (self.issue_button, self.issue_selected),
+            (self.open_button, self.open_selected), (self.preview_button, self.preview_selected),
+            (self.print_button, self.print_selected), (self.save_pdf_button, self.save_pdf_selected),
+            (self.issue_button, self.issue_selected),
             (self.pay_button, lambda: self._act(actions.record_payment)),
             (self.credit_button, lambda: self._act(actions.credit)),
             (self.void_button, lambda: self._act(actions.void)),
@@ -152,10 +205,21 @@ class InvoicesScreen(QWidget):
         for button, handler in handlers:
             button.clicked.connect(lambda _c=False, h=handler: h())
             actions_bar.addWidget(button)
+            if button is self.save_pdf_button:
+                actions_bar.addSpacing(16)  # the PDF group, then what changes the invoice
         actions_bar.addStretch()
-        self.count_label = QLabel()
-        actions_bar.addWidget(self.count_label)
         layout.addLayout(actions_bar)
+        self.count_label = QLabel()
+        self.count_label.setStyleSheet("color: #5f6368;")
+        layout.addWidget(self.count_label)
+
+        self.print_action = QAction("Print…", self)
+        self.print_action.setShortcut(QKeySequence.StandardKey.Print)
+        self.print_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.print_action.triggered.connect(lambda: self.print_selected())
+        self.addAction(self.print_action)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
         self._update_buttons()
 
     # --- data ---
@@ -256,6 +320,8 @@ class InvoicesScreen(QWidget):
         refs = [InvoiceRef.of(r) for r in self.selected_rows()]
         one = refs[0] if len(refs) == 1 else None
         self.open_button.setEnabled(one is not None)
+        for pdf_control in (self.preview_button, self.print_button, self.save_pdf_button, self.print_action):
+            pdf_control.setEnabled(one is not None)
         drafts = [r for r in refs if actions.can_issue(r)]
         self.issue_button.setEnabled(bool(drafts) and len(drafts) == len(refs))
         self.issue_button.setText(f"Issue {len(drafts)}…" if len(drafts) > 1 else "Issue…")
@@ -283,6 +349,60 @@ class InvoicesScreen(QWidget):
         first = refs[0].id
         return actions.issue(self.ops, self, refs, lambda _numbers: self.after_change(first))
 
+    def _context_menu(self, pos: QPoint) -> QMenu | None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return None
+        if index.row() not in {i.row() for i in self.table.selectionModel().selectedRows()}:
+            self.table.selectRow(index.row())
+        menu = self.context_menu()
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+        return menu
+
+    def context_menu(self) -> QMenu:
+        """What can be done to the selection, as the buttons offer it."""
+        menu = QMenu(self)
+        menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        buttons = [self.open_button, self.preview_button, self.print_button, self.save_pdf_button, None,
+                   self.issue_button, self.pay_button, self.credit_button, self.void_button, self.delete_button]
+        for button in buttons:
+            if button is None:
+                menu.addSeparator()
+                continue
+            text = "Preview PDF" if button is self.preview_button else button.text()
+            action = menu.addAction(text)
+            action.setEnabled(button.isEnabled())
+            if button is self.print_button:
+                action.setShortcut(self.print_action.shortcut())
+            action.triggered.connect(button.click)
+        menu.setDefaultAction(menu.actions()[0])
+        return menu
+
+    def _one_selected_id(self) -> int | None:
+        rows = self.selected_rows()
+        return rows[0].id if len(rows) == 1 else None
+
+    def preview_selected(self) -> QWidget | None:
+        invoice_id = self._one_selected_id()
+        return preview_invoice(self.ops, self, invoice_id) if invoice_id is not None else None
+
+    def print_selected(self) -> None:
+        invoice_id = self._one_selected_id()
+        if invoice_id is not None:
+            print_invoice(self.ops, self, invoice_id, self.show_notice)
+
+    def save_pdf_selected(self) -> None:
+        invoice_id = self._one_selected_id()
+        if invoice_id is not None:
+            save_invoice_pdf(self.ops, self, invoice_id, self.show_notice)
+
+    def show_notice(self, text: str, error: bool = False) -> None:
+        self.notice.setStyleSheet(
+            "background: #fce8e6; color: #8c1d18; padding: 6px 10px; border-radius: 4px;" if error
+            else "background: #e6f4ea; color: #0d652d; padding: 6px 10px; border-radius: 4px;")
+        self.notice.setText(text)
+        self.notice.show()
+
     def open_selected(self) -> QWidget | None:
         rows = self.selected_rows()
         return self.open_invoice(rows[0].id) if rows else None
@@ -304,8 +424,7 @@ class InvoicesScreen(QWidget):
         return dialog
 
     def _generated(self, month_text: str, text: str) -> None:
-        self.notice.setText(text.replace("\n", " "))
-        self.notice.show()
+        self.show_notice(text.replace("\n", " "))
         # Show what was just generated: that period, every status and client, no search.
         idx = self.period.findData(month_text)
         for combo in (self.period, self.status, self.client):

@@ -174,3 +174,35 @@ def test_corrupt_database_gets_a_message_and_is_left_alone(tmp_path, qapp, monke
     assert code == 2
     assert shown and "not an mspbill database" in shown[0] and "backups" in shown[0]
     assert db_file.read_bytes() == garbage
+
+
+def test_saved_pdf_folder_is_remembered_in_the_settings_file(qtbot, ops, demo_ctx, tmp_path, monkeypatch):
+    """The Invoices screen finds the app's settings through the main window: Save PDF… there
+    remembers the folder in the settings file, and the next save starts in it."""
+    from ui import pdf_viewer
+
+    folder = tmp_path / "invoices out"
+    folder.mkdir()
+    asked: list = []
+
+    def ask(_parent, suggested):
+        asked.append(suggested)
+        return folder / suggested.name
+
+    monkeypatch.setattr(pdf_viewer, "ask_save_path", ask)
+    window = MainWindow(demo_ctx, ops)
+    qtbot.addWidget(window)
+    window.show()
+    window.go("Invoices")
+    wait_idle(qtbot, ops)
+    window.invoices.table.selectRow(0)
+    window.invoices.save_pdf_selected()
+    qtbot.waitUntil(lambda: len(asked) == 1 and ops.active == 0, timeout=15_000)
+    assert [p.suffix for p in folder.iterdir()] == [".pdf"]
+    assert Settings(demo_ctx.paths.settings_file).get(pdf_viewer.SAVE_FOLDER_KEY) == str(folder)
+    viewer = window.invoices.preview_selected()
+    qtbot.waitUntil(lambda: viewer.pdf is not None, timeout=15_000)
+    assert viewer.settings is demo_ctx.settings
+    viewer.save_as()
+    wait_idle(qtbot, ops)
+    assert asked[1].parent == folder
