@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from mspbill.clients import client_choices
 from mspbill.invoicing import InvoiceRow, list_invoices
+from mspbill.mail import EmailStatus, email_status_by_invoice
 from mspbill.money import format_amount
 from mspbill.pdf.invoice import invoice_pdf
 from mspbill.pdf.rendered import RenderedPdf
@@ -62,6 +63,25 @@ INVOICE_COLUMNS: list[Column[InvoiceRow]] = [
            else "—", lambda r: r.balance_cents if r.status in ("open", "uncollectible") else -1, align_right=True),
     Column("Status", status_text, lambda r: (r.status, -r.overdue_days), muted=lambda r: r.status == "void"),
 ]
+
+
+def email_text(status: EmailStatus | None) -> str:
+    if status is None:
+        return ""
+    when = status.at.astimezone().strftime("%Y-%m-%d") if status.at else ""
+    return {"sent": f"Sent {when}", "queued": "Queued" + (" (retrying)" if status.error else ""),
+            "sending": "Sending…", "failed": "Failed"}.get(status.status, status.status)
+
+
+def email_tooltip(status: EmailStatus | None) -> str:
+    if status is None:
+        return "Not e-mailed"
+    text = f"{email_text(status)} — to {status.to}"
+    if status.error:
+        text += f"\n{status.error}"
+    if status.status == "queued" and status.next_attempt_at:
+        text += f"\nNext try {status.next_attempt_at.astimezone().strftime('%Y-%m-%d %H:%M')}"
+    return text
 
 
 # --- an invoice's PDF, shared with the invoice window ---------------------------
@@ -107,7 +127,10 @@ class _Model(SnapshotTableModel[InvoiceRow]):
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):  # type: ignore[no-untyped-def]
         if role == Qt.ItemDataRole.ForegroundRole and index.isValid():
             row = self.row_at(index.row())
-            if row.overdue and self.columns[index.column()].title in ("Status", "Due", "Balance"):
+            column = self.columns[index.column()]
+            if row.overdue and column.title in ("Status", "Due", "Balance"):
+                return OVERDUE_COLOR
+            if column.title == "E-mail" and column.display(row) in ("Failed", "Queued (retrying)"):
                 return OVERDUE_COLOR
         return super().data(index, role)
 
@@ -124,7 +147,14 @@ class InvoicesScreen(QWidget):
     def __init__(self, ops: Ops, parent: QWidget | None = None):
         super().__init__(parent)
         self.ops = ops
-        self.model = _Model(INVOICE_COLUMNS, lambda r: f"{r.number or ''}\n{r.client_name}\n{r.title}", self)
+        # The latest e-mail of each invoice (from the outbox), refreshed with the list.
+        self.email_status: dict[int, EmailStatus] = {}
+        email_column: Column[InvoiceRow] = Column(
+            "E-mail", lambda r: email_text(self.email_status.get(r.id)),
+            lambda r: email_text(self.email_status.get(r.id)),
+            tooltip=lambda r: email_tooltip(self.email_status.get(r.id)))
+        self.model = _Model([*INVOICE_COLUMNS, email_column],
+                            lambda r: f"{r.number or ''}\n{r.client_name}\n{r.title}", self)
         self._loaded_once = False
         self._clients_loaded = False
         self._pending_select: int | None = None
@@ -256,12 +286,12 @@ class InvoicesScreen(QWidget):
         if not self._loaded_once:
             self.count_label.setText("Loading invoices…")
 
-        def fetch(session: Session) -> list[InvoiceRow]:
-            return list_invoices(session, **f)  # type: ignore[arg-type]
+        def fetch(session: Session) -> tuple[list[InvoiceRow], dict[int, EmailStatus]]:
+            return list_invoices(session, **f), email_status_by_invoice(session)  # type: ignore[arg-type]
 
         self._load_seq += 1
         seq = self._load_seq
-        self.ops.read(self, fetch, lambda rows: self._loaded(rows) if seq == self._load_seq else None,
+        self.ops.read(self, fetch, lambda result: self._loaded(*result) if seq == self._load_seq else None,
                       label="Loading invoices")
 
     def _fill_clients(self, choices: list[tuple[int, str, str]]) -> None:
@@ -275,8 +305,9 @@ class InvoicesScreen(QWidget):
         self.client.setCurrentIndex(max(0, idx))
         self.client.blockSignals(False)
 
-    def _loaded(self, rows: list[InvoiceRow]) -> None:
+    def _loaded(self, rows: list[InvoiceRow], email_status: dict[int, EmailStatus] | None = None) -> None:
         self._loaded_once = True
+        self.email_status = email_status or {}
         self.model.set_rows(rows)
         self.apply_filter()
         if self._pending_select is not None:

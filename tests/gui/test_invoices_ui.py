@@ -752,3 +752,45 @@ def test_generate_offers_issuing_instalments_alone(qtbot, ops, app_ctx, office):
     assert dialog.create_button.text() == "Issue 1 draft"
     dialog.issue_now.setChecked(False)
     assert not dialog.create_button.isEnabled()
+
+
+# --- the e-mail column -----------------------------------------------------------
+
+def test_email_column_shows_queued_with_reason_then_sent(qtbot, ops, app_ctx, office: Office) -> None:
+    from smtp_server import SmtpTestServer, free_port
+
+    from mspbill.mail import MailSettingsDraft, queue_invoice_email, save_mail_settings, send_outbox
+    from ui.invoices_screen import email_tooltip
+
+    port = free_port()
+    with app_ctx.db.write_session() as s, s.begin():
+        save_mail_settings(s, MailSettingsDraft(host="127.0.0.1", port=str(port), security="none",
+                                                from_address="billing@acme-it.example"))
+        queue_invoice_email(s, office.zephyr_open)
+    down = send_outbox(app_ctx.db, None)
+    assert down.still_queued == 1
+
+    screen = _screen(qtbot, ops)
+    column = [c.title for c in screen.model.columns].index("E-mail")
+
+    def cell(invoice_id: int) -> str:
+        row = screen.model.find_row(lambda r: r.id == invoice_id)
+        return screen.model.index(row, column).data()
+
+    assert cell(office.zephyr_open) == "Queued (retrying)"
+    assert cell(office.harbor_overdue) == ""  # never e-mailed
+    status = screen.email_status[office.zephyr_open]
+    assert "refused the connection" in email_tooltip(status) and "ap@zephyr.example" in email_tooltip(status)
+    row = screen.model.find_row(lambda r: r.id == office.zephyr_open)
+    assert screen.model.index(row, column).data(Qt.ItemDataRole.ForegroundRole) is not None
+
+    with SmtpTestServer(port=port) as server:
+        with app_ctx.db.write_session() as s, s.begin():
+            from mspbill.mail import retry_messages
+
+            retry_messages(s, [status.outbox_id])
+        assert send_outbox(app_ctx.db, None).sent == 1
+        assert len(server.received) == 1
+    screen.reload()
+    wait_idle(qtbot, ops)
+    assert cell(office.zephyr_open) == f"Sent {dt.date.today().isoformat()}"
