@@ -1,9 +1,11 @@
 """Generate a period: preview what would be created (and what is left out, and
-why), then create the drafts, optionally issuing them at once."""
+why), then create the drafts, optionally issuing them at once; when invoices
+were issued and e-mail is set up, e-mail them all in one go."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -26,9 +28,11 @@ from mspbill.generation import (
     generate_period,
     plan_period,
 )
-from mspbill.invoicing import issue_month
+from mspbill.invoicing import drafts_for_month, issue_invoices
+from mspbill.mail import is_configured
 from mspbill.money import format_amount
 from mspbill.periods import Month
+from ui.email_actions import EmailRunner, email_invoices
 from ui.invoice_dialog import _fill, _table
 from ui.ops import Ops
 
@@ -37,6 +41,14 @@ def default_month(today: dt.date) -> Month:
     """Billing is in advance: late in a month, the office is preparing the next one."""
     now = Month.of(today)
     return now.shift(1) if today.day >= 15 else now
+
+
+@dataclass(frozen=True)
+class GenerateOutcome:
+    result: GenerationResult
+    numbers: list[str]      # of the invoices issued, in order
+    issued_ids: list[int]   # the same invoices' ids
+    mail_configured: bool
 
 
 class GenerateDialog(QDialog):
@@ -48,6 +60,7 @@ class GenerateDialog(QDialog):
         self.ops = ops
         self.plan: GenerationPlan | None = None
         self._creating = False
+        self.issued_ids: list[int] = []
         self.setWindowTitle("Generate a period's invoices")
         self.setMinimumSize(900, 600)
         today = today or dt.date.today()
@@ -96,6 +109,12 @@ class GenerateDialog(QDialog):
         self.create_button.setEnabled(False)
         self.buttons.accepted.connect(self.create_drafts)
         self.buttons.rejected.connect(self.reject)
+        # Shown once the run has issued invoices and e-mail is set up.
+        self.email_button = self.buttons.addButton("E-mail all new invoices", QDialogButtonBox.ButtonRole.ActionRole)
+        self.email_button.setToolTip("E-mail each client its new invoice with the PDF attached, with progress; "
+                                     "invoices of clients without a billing e-mail are listed")
+        self.email_button.clicked.connect(self.email_new_invoices)
+        self.email_button.hide()
         layout.addWidget(self.buttons)
         self.preview()
 
@@ -155,10 +174,11 @@ class GenerateDialog(QDialog):
         self._creating = True
         self.create_button.setEnabled(False)
 
-        def work(session: Session) -> tuple[GenerationResult, list[str]]:
+        def work(session: Session) -> GenerateOutcome:
             result = generate_period(session, month)
-            numbers = issue_month(session, month) if issue else []
-            return result, numbers
+            ids = drafts_for_month(session, month) if issue else []
+            numbers = issue_invoices(session, ids) if ids else []
+            return GenerateOutcome(result, numbers, ids, is_configured(session))
 
         self.ops.write(self, work, self._created, on_failure=self._failed, label="Generating invoices")
 
@@ -167,8 +187,8 @@ class GenerateDialog(QDialog):
         self._update_create()
         return False  # the error dialog explains
 
-    def _created(self, outcome: tuple[GenerationResult, list[str]]) -> None:
-        result, numbers = outcome
+    def _created(self, outcome: GenerateOutcome) -> None:
+        result, numbers = outcome.result, outcome.numbers
         label = result.plan.month.label
         text = f"Created {result.created} draft invoice{'s' if result.created != 1 else ''} for {label}."
         if numbers:
@@ -179,5 +199,33 @@ class GenerateDialog(QDialog):
         elif result.created:
             text += "\nThey are drafts: review them on the Invoices screen, then Issue."
         self.result_text = text
+        self.issued_ids = list(outcome.issued_ids)
+        if self.issued_ids and outcome.mail_configured:
+            # Stay open with the one thing left to do: e-mail them.
+            self._offer_email(text)
+            self.generated.emit(str(result.plan.month), text)
+            return
         self.accept()
         self.generated.emit(str(result.plan.month), text)
+
+    def _offer_email(self, text: str) -> None:
+        count = len(self.issued_ids)
+        self.summary.setText(text + f" E-mail {'it' if count == 1 else 'them'} to the client"
+                             f"{'' if count == 1 else 's'} now?")
+        self.period.setEnabled(False)
+        self.issue_now.hide()
+        self.create_button.hide()
+        self.buttons.button(QDialogButtonBox.StandardButton.Cancel).setText("Close")
+        self.email_button.setText("E-mail the new invoice" if count == 1 else f"E-mail all {count} new invoices")
+        self.email_button.show()
+        self.email_button.setDefault(True)
+        self.email_button.setFocus()
+
+    def email_new_invoices(self) -> None:
+        """Queue and send the issued invoices; progress and the summary show over the screen behind."""
+        ids = list(self.issued_ids)
+        if not ids:
+            return
+        parent = self.parentWidget()
+        self.accept()
+        email_invoices(parent, self.ops, EmailRunner.for_ops(self.ops), ids)

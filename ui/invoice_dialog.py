@@ -28,6 +28,8 @@ from mspbill.periods import Month
 from ui import invoice_actions as actions
 from ui.invoice_actions import InvoiceRef
 from ui.invoices_screen import (
+    can_email,
+    email_invoice_ids,
     preview_invoice,
     print_invoice,
     save_invoice_pdf,
@@ -98,8 +100,10 @@ class InvoiceDialog(QDialog):
         self.print_button = QPushButton("Print…")
         self.print_button.setToolTip("Print this invoice (Ctrl+P)")
         self.save_pdf_button = QPushButton("Save PDF…")
+        self.email_button = QPushButton("E-mail…")
+        self.email_button.setToolTip("E-mail this invoice to the client with the PDF attached")
         for button, handler in ((self.preview_button, self.preview_pdf), (self.print_button, self.print_pdf),
-                                (self.save_pdf_button, self.save_pdf)):
+                                (self.save_pdf_button, self.save_pdf), (self.email_button, self.email)):
             button.setAutoDefault(False)
             button.clicked.connect(lambda _c=False, h=handler: h())
             head.addWidget(button)
@@ -274,6 +278,7 @@ class InvoiceDialog(QDialog):
         ref = self.ref()
         for pdf_control in (self.preview_button, self.print_button, self.save_pdf_button, self.print_action):
             pdf_control.setEnabled(d is not None)
+        self.email_button.setVisible(d is not None and can_email(d.row))
         self.issue_button.setVisible(ref is not None and actions.can_issue(ref))
         # An instalment is generated from its plan: the core refuses edits to it (delete it instead).
         self.edit_button.setVisible(d is not None and d.editable and d.instalment is None)
@@ -292,7 +297,18 @@ class InvoiceDialog(QDialog):
 
     # --- the PDF ---
     def preview_pdf(self) -> QWidget | None:
-        return preview_invoice(self.ops, self, self.invoice_id) if self.detail is not None else None
+        if self.detail is None:
+            return None
+        return preview_invoice(self.ops, self, self.invoice_id, can_email=can_email(self.detail.row),
+                               emailed=self._emailed)
+
+    def email(self) -> None:
+        if self.detail is not None and can_email(self.detail.row):
+            email_invoice_ids(self.ops, self, [self.invoice_id], self._emailed)
+
+    def _emailed(self) -> None:
+        self.reload()  # its history now says when and to whom
+        self.changed.emit(self.invoice_id)
 
     def print_pdf(self) -> None:
         if self.detail is not None:

@@ -92,9 +92,30 @@ def invoice_render(invoice_id: int) -> Callable[[Session], RenderedPdf]:
     return render
 
 
-def preview_invoice(ops: Ops, parent: QWidget, invoice_id: int) -> pdf_viewer.PdfViewer:
-    """Open the invoice's PDF in a viewer window (drafts carry their DRAFT watermark)."""
-    return pdf_viewer.preview(ops, parent, invoice_render(invoice_id), busy_text="Preparing the invoice…")
+def preview_invoice(ops: Ops, parent: QWidget, invoice_id: int, *, can_email: bool = False,
+                    emailed: Callable[[], None] | None = None) -> pdf_viewer.PdfViewer:
+    """Open the invoice's PDF in a viewer window (drafts carry their DRAFT watermark).
+
+    `can_email`: an issued invoice; the viewer offers E-mail… next to Save as…."""
+    viewer = pdf_viewer.preview(ops, parent, invoice_render(invoice_id), busy_text="Preparing the invoice…")
+    if can_email:
+        action = QAction("E-mail…", viewer)
+        action.setToolTip("E-mail this invoice to the client with the PDF attached")
+        action.triggered.connect(lambda: email_invoice_ids(ops, viewer, [invoice_id], emailed))
+        viewer.add_action(action)
+    return viewer
+
+
+def can_email(row: InvoiceRow) -> bool:
+    """Issued and not void: what the outbox will take (the core says why for the rest)."""
+    return row.status in ("open", "paid", "uncollectible")
+
+
+def email_invoice_ids(ops: Ops, parent: QWidget, invoice_ids: list[int],
+                      done: Callable[[], None] | None = None) -> None:
+    from ui.email_actions import email_invoices
+
+    email_invoices(parent, ops, None, invoice_ids, done=(lambda _outcome: done()) if done else None)
 
 
 def print_invoice(ops: Ops, parent: QWidget, invoice_id: int,
@@ -219,6 +240,9 @@ class InvoicesScreen(QWidget):
         self.print_button.setToolTip("Print the selected invoice (Ctrl+P)")
         self.save_pdf_button = QPushButton("Save PDF…")
         self.save_pdf_button.setToolTip("Save the selected invoice as a PDF file")
+        self.email_button = QPushButton("E-mail…")
+        self.email_button.setToolTip("E-mail the selected invoices to their clients with the PDF attached "
+                                     "(several: those not e-mailed yet)")
         self.issue_button = QPushButton("Issue…")
         self.pay_button = QPushButton("Record payment…")
         self.credit_button = QPushButton("Credit note…")
@@ -227,7 +251,7 @@ class InvoicesScreen(QWidget):
         handlers: list[tuple[QPushButton, Callable[[], object]]] = [
             (self.open_button, self.open_selected), (self.preview_button, self.preview_selected),
             (self.print_button, self.print_selected), (self.save_pdf_button, self.save_pdf_selected),
-            (self.issue_button, self.issue_selected),
+            (self.email_button, self.email_selected), (self.issue_button, self.issue_selected),
             (self.pay_button, lambda: self._act(actions.record_payment)),
             (self.credit_button, lambda: self._act(actions.credit)),
             (self.void_button, lambda: self._act(actions.void)),
@@ -235,7 +259,7 @@ class InvoicesScreen(QWidget):
         for button, handler in handlers:
             button.clicked.connect(lambda _c=False, h=handler: h())
             actions_bar.addWidget(button)
-            if button is self.save_pdf_button:
+            if button is self.email_button:
                 actions_bar.addSpacing(16)  # the PDF group, then what changes the invoice
         actions_bar.addStretch()
         layout.addLayout(actions_bar)
@@ -353,6 +377,9 @@ class InvoicesScreen(QWidget):
         self.open_button.setEnabled(one is not None)
         for pdf_control in (self.preview_button, self.print_button, self.save_pdf_button, self.print_action):
             pdf_control.setEnabled(one is not None)
+        mailable = [r for r in self.selected_rows() if can_email(r)]
+        self.email_button.setEnabled(bool(mailable))
+        self.email_button.setText(f"E-mail {len(mailable)}…" if len(mailable) > 1 else "E-mail…")
         drafts = [r for r in refs if actions.can_issue(r)]
         self.issue_button.setEnabled(bool(drafts) and len(drafts) == len(refs))
         self.issue_button.setText(f"Issue {len(drafts)}…" if len(drafts) > 1 else "Issue…")
@@ -394,7 +421,8 @@ class InvoicesScreen(QWidget):
         """What can be done to the selection, as the buttons offer it."""
         menu = QMenu(self)
         menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        buttons = [self.open_button, self.preview_button, self.print_button, self.save_pdf_button, None,
+        buttons = [self.open_button, self.preview_button, self.print_button, self.save_pdf_button,
+                   self.email_button, None,
                    self.issue_button, self.pay_button, self.credit_button, self.void_button, self.delete_button]
         for button in buttons:
             if button is None:
@@ -414,8 +442,16 @@ class InvoicesScreen(QWidget):
         return rows[0].id if len(rows) == 1 else None
 
     def preview_selected(self) -> QWidget | None:
-        invoice_id = self._one_selected_id()
-        return preview_invoice(self.ops, self, invoice_id) if invoice_id is not None else None
+        rows = self.selected_rows()
+        if len(rows) != 1:
+            return None
+        return preview_invoice(self.ops, self, rows[0].id, can_email=can_email(rows[0]),
+                               emailed=lambda: self.reload(select_id=rows[0].id))
+
+    def email_selected(self) -> None:
+        ids = [r.id for r in self.selected_rows() if can_email(r)]
+        if ids:
+            email_invoice_ids(self.ops, self, ids, lambda: self.reload(select_id=ids[0]))
 
     def print_selected(self) -> None:
         invoice_id = self._one_selected_id()

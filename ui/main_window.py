@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import base64
+from html import escape
 
-from PySide6.QtCore import QSize, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QKeySequence
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, QUrl
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QColor,
+    QDesktopServices,
+    QIcon,
+    QKeySequence,
+    QPainter,
+    QPalette,
+    QPen,
+    QPixmap,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -24,24 +37,52 @@ from mspbill.company import CompanySnapshot, company_snapshot
 from mspbill.context import AppContext
 from ui.agreements_screen import AgreementsScreen
 from ui.clients_screen import ClientsScreen
+from ui.email_actions import EmailRunner, SendOutcome
+from ui.email_actions import status_text as mail_status_text
 from ui.invoices_screen import InvoicesScreen
 from ui.ops import Ops
+from ui.outbox_screen import OutboxScreen
 from ui.payments_screen import PaymentsScreen
 from ui.screens import COMING, ComingScreen, DashboardScreen, SettingsScreen
 
-NAV = ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Month-end", "Reports", "Settings")
+NAV = ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Outbox", "Month-end", "Reports", "Settings")
 _ICONS = {
     "Dashboard": QStyle.StandardPixmap.SP_ComputerIcon,
     "Clients": QStyle.StandardPixmap.SP_DirHomeIcon,
     "Agreements": QStyle.StandardPixmap.SP_FileDialogDetailedView,
     "Invoices": QStyle.StandardPixmap.SP_FileIcon,
     "Payments": QStyle.StandardPixmap.SP_DialogApplyButton,
+    "Outbox": None,  # an envelope, drawn (the style has none)
     "Month-end": QStyle.StandardPixmap.SP_MediaPlay,
     "Reports": QStyle.StandardPixmap.SP_FileDialogContentsView,
     "Settings": QStyle.StandardPixmap.SP_FileDialogInfoView,
 }
+# Background e-mail: the first look soon after start-up, then every five minutes.
+MAIL_STARTUP_DELAY_MS = 3_000
+MAIL_INTERVAL_MS = 5 * 60 * 1000
 GEOMETRY_KEY = "window.geometry"
 SCREEN_KEY = "window.screen"
+
+
+def envelope_icon(color: QColor) -> QIcon:
+    """A plain envelope in the style's icon colour, for the Outbox."""
+    icon = QIcon()
+    for size in (18, 36):
+        pixmap = QPixmap(size, size)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pen = QPen(color, size / 12)
+        pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+        painter.setPen(pen)
+        m = size / 9
+        body = QRectF(m, size * 0.22, size - 2 * m, size * 0.56)
+        painter.drawRoundedRect(body, size / 14, size / 14)
+        painter.drawPolyline([QPointF(body.left(), body.top()), QPointF(size / 2, body.top() + body.height() * 0.55),
+                              QPointF(body.right(), body.top())])
+        painter.end()
+        icon.addPixmap(pixmap)
+    return icon
 
 
 class MainWindow(QMainWindow):
@@ -61,18 +102,25 @@ class MainWindow(QMainWindow):
                                "QListWidget::item:selected { background: #1a73e8; color: white; "
                                "border-radius: 6px; }")
         for name in NAV:
-            self.nav.addItem(QListWidgetItem(self.style().standardIcon(_ICONS[name]), name))
+            pixmap = _ICONS[name]
+            icon = self.style().standardIcon(pixmap) if pixmap is not None else \
+                envelope_icon(self.palette().color(QPalette.ColorRole.WindowText))
+            self.nav.addItem(QListWidgetItem(icon, name))
 
         self.dashboard = DashboardScreen(ops)
         self.clients = ClientsScreen(ops, self.company_defaults)
         self.agreements = AgreementsScreen(ops)
         self.invoices = InvoicesScreen(ops)
         self.payments = PaymentsScreen(ops)
+        # The one e-mail runner of this window: screens and dialogs reach it with EmailRunner.for_ops(ops).
+        self.email_runner = EmailRunner.for_ops(ops)
+        self.outbox = OutboxScreen(ops, self.email_runner)
         self.settings = SettingsScreen(ops, ctx)
         self.screens: dict[str, QWidget] = {
             "Dashboard": self.dashboard, "Clients": self.clients, "Agreements": self.agreements,
-            "Invoices": self.invoices, "Payments": self.payments, "Settings": self.settings}
-        self._lists = (self.clients, self.agreements, self.invoices, self.payments)
+            "Invoices": self.invoices, "Payments": self.payments, "Outbox": self.outbox,
+            "Settings": self.settings}
+        self._lists = (self.clients, self.agreements, self.invoices, self.payments, self.outbox)
         for name, text in COMING.items():
             self.screens[name] = ComingScreen(name, text)
         self.stack = QStackedWidget()
@@ -102,6 +150,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.busy_label = QLabel()
+        self.mail_status = QLabel()
+        self.mail_status.setTextFormat(Qt.TextFormat.RichText)
+        self.mail_status.linkActivated.connect(lambda _link: self.show_outbox())
+        self.mail_status.hide()
+        self.statusBar().addPermanentWidget(self.mail_status)
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().showMessage(f"Database: {ctx.db.describe()}")
         ops.busy_changed.connect(lambda busy: self.busy_label.setText("Working…" if busy else ""))
@@ -109,7 +162,15 @@ class MainWindow(QMainWindow):
         for screen in self._lists:
             screen.changed.connect(self._data_changed)
         self.payments.open_invoice.connect(self.invoices.open_invoice)
+        self.outbox.open_invoice.connect(self.invoices.open_invoice)
+        self.outbox.open_mail_settings.connect(self.show_mail_settings)
         self.settings.company.saved.connect(self.reload_company)
+        self.settings.mail.saved.connect(self._mail_settings_saved)
+        self.email_runner.finished.connect(self._mail_sent)
+        self.mail_timer = QTimer(self)
+        self.mail_timer.setInterval(MAIL_INTERVAL_MS)
+        self.mail_timer.timeout.connect(self.send_due_mail)
+        self._mail_started = False
         self._build_menus()
         self.restore_geometry()
         self.reload_company()
@@ -198,6 +259,51 @@ class MainWindow(QMainWindow):
                 screen.mark_stale()
         self.dashboard.reload()
 
+    def show_outbox(self) -> None:
+        self.go("Outbox")
+
+    def show_mail_settings(self) -> None:
+        self.settings.show_tab("E-mail")
+        self.go("Settings")
+
+    # --- e-mail in the background ---
+    def start_background_mail(self) -> None:
+        """Send what is due soon after start-up, then every five minutes while the app is open."""
+        if self._mail_started:
+            return
+        self._mail_started = True
+        QTimer.singleShot(MAIL_STARTUP_DELAY_MS, self, self.send_due_mail)
+        self.mail_timer.start()
+
+    def send_due_mail(self) -> bool:
+        """Due messages go in the background (nothing happens when mail is not set up or nothing is due)."""
+        return self.email_runner.send_in_background()
+
+    def _mail_sent(self, outcome: SendOutcome) -> None:
+        if not outcome.attempted and not outcome.error:
+            return  # nothing was due: the last result stays on show
+        if outcome.attempted:  # the Invoices list's E-mail column
+            if self.invoices.isVisible():
+                self.invoices.reload()
+            else:
+                self.invoices.mark_stale()
+        text, tooltip, problem = mail_status_text(outcome)
+        # A problem links to the Outbox, where the messages and their reasons are.
+        self.mail_status.setText(f'<a href="outbox" style="color: #b3261e;">{escape(text)}</a>' if problem
+                                 else escape(text))
+        self.mail_status.setToolTip(tooltip)
+        self.mail_status.show()
+
+    def _mail_settings_saved(self) -> None:
+        if self.outbox.isVisible():
+            self.outbox.reload()
+        else:
+            self.outbox.mark_stale()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.start_background_mail()
+
     # --- company ---
     def reload_company(self) -> None:
         self.ops.read(self, company_snapshot, self._company_loaded)
@@ -232,5 +338,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         # Written once at close, not on every navigation (a settings write is an fsync).
         self.save_geometry()
+        self.mail_timer.stop()
+        self.email_runner.cancel()  # a send under way stops after its current message; the rest stay queued
         self.ctx.settings.set(SCREEN_KEY, self.current_screen_name())
         super().closeEvent(event)

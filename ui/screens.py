@@ -33,6 +33,7 @@ from mspbill.db.models import (
 from mspbill.invoicing import balance_sql
 from mspbill.money import format_amount
 from ui.company_form import CompanyForm
+from ui.mail_settings_form import MailSettingsForm
 from ui.ops import Ops
 from ui.widgets import heading
 
@@ -171,19 +172,20 @@ COMING = {
 
 
 class SettingsScreen(QWidget):
+    TABS = ("Company", "Payments", "E-mail", "Data")
+
     def __init__(self, ops: Ops, ctx: AppContext, parent: QWidget | None = None):
         super().__init__(parent)
         layout = QVBoxLayout(self)
         layout.addWidget(heading("Settings"))
-        tabs = QTabWidget()
+        self.tabs = QTabWidget()
         self.company = CompanyForm(ops)
-        tabs.addTab(self.company, "Company")
-        tabs.addTab(ComingScreen("Payments", "<p>The Stripe secret key (kept in your operating system's "
-                                 "keyring, never in a file) and autopay defaults.</p>"
-                                 "<p><i>Coming with Stripe payments.</i></p>"), "Payments")
-        tabs.addTab(ComingScreen("E-mail", "<p>The SMTP account invoices are sent from; its password is "
-                                 "kept in the keyring.</p><p><i>Coming with e-mailed invoices.</i></p>"),
-                    "E-mail")
+        self.tabs.addTab(self.company, "Company")
+        self.tabs.addTab(ComingScreen("Payments", "<p>The Stripe secret key (kept in your operating system's "
+                                      "keyring, never in a file) and autopay defaults.</p>"
+                                      "<p><i>Coming with Stripe payments.</i></p>"), "Payments")
+        self.mail = MailSettingsForm(ops)
+        self.tabs.addTab(self.mail, "E-mail")
         data = QWidget()
         form = QFormLayout(data)
         for label, value in (("Database", ctx.db.describe()), ("Backups", str(ctx.paths.backup_dir)),
@@ -191,8 +193,21 @@ class SettingsScreen(QWidget):
             v = QLabel(value)
             v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form.addRow(label, v)
-        tabs.addTab(data, "Data")
-        layout.addWidget(tabs)
+        self.tabs.addTab(data, "Data")
+        # The e-mail tab asks the keyring when it is opened, not every time Settings is.
+        self._mail_stale = True
+        self.tabs.currentChanged.connect(lambda _i: self._load_current())
+        layout.addWidget(self.tabs)
+
+    def show_tab(self, name: str) -> None:
+        self.tabs.setCurrentIndex(self.TABS.index(name))
 
     def reload(self) -> None:
         self.company.load()
+        self._mail_stale = True
+        self._load_current()
+
+    def _load_current(self) -> None:
+        if self.tabs.currentWidget() is self.mail and self._mail_stale:
+            self._mail_stale = False
+            self.mail.load()
