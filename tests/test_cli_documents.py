@@ -26,12 +26,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiri
 
 
 @pytest.fixture(scope="module")
-def office_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def office_dir(tmp_path_factory: pytest.TempPathFactory, cli) -> Path:
     """A demo office made once for the module by the real CLI."""
-    from conftest import _run_cli
-
     folder = tmp_path_factory.mktemp("office")
-    made = _run_cli("--data-dir", str(folder), "demo", "--clients", "12")
+    made = cli("--data-dir", str(folder), "demo", "--clients", "12")
     assert made.returncode == 0, made.stderr
     return folder
 
@@ -147,11 +145,9 @@ def test_client_statement(cli, office_dir: Path, tmp_path: Path) -> None:
 # --- e-mail ---------------------------------------------------------------------------
 
 @pytest.fixture
-def mail_office(tmp_path: Path) -> Iterator[Path]:
-    from conftest import _run_cli
-
+def mail_office(tmp_path: Path, cli) -> Iterator[Path]:
     folder = tmp_path / "office"
-    made = _run_cli("--data-dir", str(folder), "demo", "--clients", "8")
+    made = cli("--data-dir", str(folder), "demo", "--clients", "8")
     assert made.returncode == 0, made.stderr
     yield folder
 
