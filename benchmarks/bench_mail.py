@@ -18,12 +18,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests")]
 
-from _common import peak_rss_mb  # noqa: E402
-from bench_pdf import build_office  # noqa: E402
-from smtp_server import SmtpTestServer  # noqa: E402
+from _common import peak_rss_mb
+from bench_pdf import build_office
+from smtp_server import SmtpTestServer
 
-from mspbill.db.schema import open_database  # noqa: E402
-from mspbill.mail import MailSettingsDraft, queue_unsent_invoices, save_mail_settings, send_outbox  # noqa: E402
+from mspbill.db.schema import open_database
+from mspbill.mail import (
+    MailSettingsDraft,
+    queue_unsent_invoices,
+    save_mail_settings,
+    send_outbox,
+)
 
 
 def main() -> None:
