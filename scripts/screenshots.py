@@ -36,6 +36,31 @@ def grab(widget: QWidget, path: Path) -> None:
     print(f"wrote {path}")
 
 
+def invoice_pdf_page(ctx, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The first page of a part-paid demo invoice's PDF, as the client sees it."""
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize
+    from PySide6.QtPdf import QPdfDocument
+    from sqlalchemy import select
+
+    from mspbill.db.models import Invoice, InvoiceStatus
+    from mspbill.pdf.invoice import invoice_pdf
+
+    with ctx.db.session() as session:
+        invoice_id = session.scalar(select(Invoice.id).where(Invoice.status == InvoiceStatus.OPEN)
+                                    .order_by(Invoice.total_cents.desc()))
+        data = invoice_pdf(session, invoice_id).data
+    buffer = QBuffer()
+    buffer.setData(QByteArray(data))
+    buffer.open(QIODevice.OpenModeFlag.ReadOnly)
+    document = QPdfDocument()
+    document.load(buffer)
+    points = document.pagePointSize(0)
+    width = 900
+    image = document.render(0, QSize(width, round(width * points.height() / points.width())))
+    image.save(str(path))
+    print(f"wrote {path}")
+
+
 def main(out_dir: str = "docs/screenshots") -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,10 +73,15 @@ def main(out_dir: str = "docs/screenshots") -> int:
         window = MainWindow(ctx, ops)
         window.resize(1280, 800)
         window.show()
-        for name in ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Settings"):
+        for name in ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Outbox", "Settings"):
             window.go(name)
             settle(ops)
             grab(window, out / f"{name.lower()}.png")
+        window.settings.show_tab("E-mail")
+        settle(ops)
+        grab(window, out / "settings-email.png")
+        window.settings.show_tab("Company")
+        invoice_pdf_page(ctx, out / "invoice-pdf.png")
         window.go("Clients")
         settle(ops)
         window.clients.table.selectRow(6)

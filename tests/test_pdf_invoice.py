@@ -243,6 +243,12 @@ def test_how_to_pay_uses_the_company_instructions_or_a_default(db, office) -> No
     text = render(db, inv).text()
     assert "Wire: First Bank, account 987654321" in text and "Checks to 120 Harbor Street" in text
     assert "Please quote INV-000001" in text and "charged automatically" not in text
+    # Instructions that already ask for the number are not repeated.
+    with db.write_session() as s, s.begin():
+        s.execute(update(CompanyProfile).values(payment_instructions="Wire to First Bank.\n"
+                                                                     "Please quote the invoice number."))
+    text = render(db, inv).text()
+    assert "Please quote the invoice number." in text and "Please quote INV-000001" not in text
 
 
 def test_autopay_wording(db, office) -> None:

@@ -443,7 +443,7 @@ def payment_wording(doc: InvoiceDocument) -> tuple[str, str]:
         instructions = f"Please quote {quote} with your payment."
         if company.email:
             instructions += f" Questions about this invoice: {company.email}."
-    elif doc.number:
+    elif doc.number and "quote" not in instructions.casefold():  # the office may have said it already
         instructions += f"\nPlease quote {doc.number} with your payment."
     return "How to pay", instructions
 

@@ -353,7 +353,7 @@ def _how_to_pay(doc: StatementDocument) -> tuple[str, str]:
         text = "Please quote the invoice numbers you are paying with your payment."
         if doc.company.email:
             text += f" Questions about this statement: {doc.company.email}."
-    else:
+    elif "quote" not in text.casefold():  # the office may have said it already
         text += "\nPlease quote the invoice numbers you are paying with your payment."
     return "How to pay", text
 
