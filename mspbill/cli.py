@@ -293,7 +293,9 @@ def cmd_invoices_list(ctx: AppContext, args: argparse.Namespace) -> int:
         emit_json([_row_json(r) for r in rows])
         return EXIT_OK
     _print_table(["Number", "Client", "Title", "Issued", "Due", "Total", "Balance", "Status"],
-                 [[r.display_number, r.client_name, r.title, r.issue_date.isoformat() if r.issue_date else "",
+                 # A draft has no number yet: its id is what `invoices show/pdf --id` take.
+                 [[r.number or f"Draft id {r.id}", r.client_name, r.title,
+                   r.issue_date.isoformat() if r.issue_date else "",
                    r.due_date.isoformat() if r.due_date and r.kind == "invoice" else "",
                    format_amount(r.total_cents, r.currency),
                    format_amount(r.balance_cents, r.currency) if r.kind == "invoice" else "", _status_text(r)]

@@ -143,58 +143,126 @@ def _report_json(report: Any) -> dict[str, Any]:
             "errors": {str(k): v for k, v in report.errors.items()}}
 
 
+def _queue_unsent(ctx: AppContext, *, commit: bool) -> Any:
+    from mspbill.mail import queue_unsent_invoices
+
+    with ctx.db.write_session() as session:
+        transaction = session.begin()
+        try:
+            report = queue_unsent_invoices(session)
+        except BaseException:
+            transaction.rollback()
+            raise
+        if commit:
+            transaction.commit()
+        else:
+            transaction.rollback()  # a count for the question or --dry-run; nothing queued
+        return report
+
+
+def _confirm(question: str) -> bool:
+    if sys.stdin is None or not sys.stdin.isatty():
+        return False
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
+
+
+def _print_send_outcome(report: Any, number: str | None) -> None:
+    """What was sent, then one line per distinct problem (not one per message)."""
+    if report.sent:
+        print(f"E-mailed {number}." if number else
+              f"E-mailed {report.sent} invoice{'s' if report.sent != 1 else ''}.")
+    reasons: dict[str, int] = {}
+    for error in report.errors.values():
+        if error != report.stopped_reason:
+            reasons[error] = reasons.get(error, 0) + 1
+    for error, n in reasons.items():
+        print(f"mspbill: {error}" + (f" ({n} messages)" if n > 1 else ""), file=sys.stderr)
+    if report.stopped_reason:
+        print(f"mspbill: {report.stopped_reason}", file=sys.stderr)
+    waiting = report.still_queued + report.failed
+    if waiting:
+        print(f"{waiting} message{'s' if waiting != 1 else ''} not sent stay{'s' if waiting == 1 else ''} in the "
+              "outbox (`mspbill outbox list`); `mspbill outbox send --all` tries again.", file=sys.stderr)
+
+
 def cmd_invoices_email(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.cli import emit_json
     from mspbill.invoicing import find_invoice
-    from mspbill.mail import queue_invoice_email, queue_unsent_invoices
+    from mspbill.mail import queue_invoice_email
 
     if (args.number is None) == (not args.unsent):
         raise DocumentCliError("Give the invoice number to e-mail, for example `mspbill invoices email INV-000123`, "
                                "or --unsent for every issued invoice not e-mailed yet.")
+    if args.number is not None and (args.dry_run or args.yes):
+        raise DocumentCliError("--dry-run and --yes go with --unsent.")
     skipped: list[Any] = []
-    with ctx.db.write_session() as session, session.begin():
-        if args.unsent:
-            queued = queue_unsent_invoices(session)
-            message_ids, skipped = queued.outbox_ids, queued.skipped
-        else:
+    if args.unsent:
+        preview = _queue_unsent(ctx, commit=False)
+        skipped = preview.skipped
+        count = len(preview.queued)
+        if args.dry_run or (count and not args.yes and not _confirm(
+                f"E-mail {count} invoice{'s' if count != 1 else ''} that {'were' if count != 1 else 'was'} "
+                "never e-mailed, with their PDFs?")):
+            if args.json:
+                emit_json({"would_queue": count, "queued": 0, "skipped": [
+                    {"number": x.number, "client": x.client_name, "reason": x.reason} for x in skipped]})
+                return EXIT_OK
+            for x in skipped:
+                print(f"Cannot e-mail {x.number} ({x.client_name}): {x.reason}")
+            print(f"{count} invoice{'s' if count != 1 else ''} never e-mailed would be e-mailed."
+                  + ("" if args.dry_run else " Nothing was sent: add --yes to send them (or answer y at the prompt)."))
+            return EXIT_OK if args.dry_run or not count else EXIT_USAGE
+        queued = _queue_unsent(ctx, commit=True)
+        message_ids, skipped = queued.outbox_ids, queued.skipped
+    else:
+        with ctx.db.write_session() as session, session.begin():
             message_ids = [queue_invoice_email(session, find_invoice(session, args.number).id)]
     report = _send(ctx, message_ids) if message_ids else None
     if args.json:
         emit_json({"queued": len(message_ids),
-                   "skipped": [{"number": s.number, "client": s.client_name, "reason": s.reason} for s in skipped],
+                   "skipped": [{"number": x.number, "client": x.client_name, "reason": x.reason} for x in skipped],
                    **(_report_json(report) if report else {"sent": 0, "failed": 0, "still_queued": 0,
                                                              "stopped_reason": None, "errors": {}})})
     else:
-        for s in skipped:
-            print(f"Not queued: {s.number} ({s.client_name}): {s.reason}")
+        for x in skipped:
+            print(f"Cannot e-mail {x.number} ({x.client_name}): {x.reason}")
         if report is None:
-            print("Nothing to e-mail: every issued invoice has been e-mailed or queued already.")
-        elif not args.unsent and report.sent:
-            print(f"E-mailed {args.number}.")
+            print("Nothing was queued." if skipped else
+                  "Nothing to e-mail: every issued invoice has been e-mailed or queued already.")
         else:
-            print(f"{len(message_ids)} e-mail(s) queued: {report.summary}")
-            for message_id, error in report.errors.items():
-                print(f"  message {message_id}: {error}")
-        if report is not None and (report.still_queued or report.failed):
-            print("Messages not sent stay in the outbox (`mspbill outbox list`); "
-                  "`mspbill outbox send` tries again.", file=sys.stderr)
+            _print_send_outcome(report, args.number)
     if report is not None and (report.still_queued or report.failed):
-        if not args.json and not args.unsent and report.stopped_reason:
-            print(f"mspbill: {report.stopped_reason}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
 
 
 def cmd_outbox_send(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.cli import emit_json
+    from mspbill.mail import list_outbox
 
-    report = _send(ctx, None)
+    message_ids: list[int] | None = None
+    with ctx.db.session() as session:
+        queued = list_outbox(session, status="queued", limit=100_000)
+    if args.all:
+        message_ids = [r.id for r in queued]
+    report = _send(ctx, message_ids) if message_ids is None or message_ids else None
     if args.json:
-        emit_json(_report_json(report))
-    elif report.sent or report.failed or report.still_queued:
+        emit_json(_report_json(report) if report else {"sent": 0, "failed": 0, "still_queued": 0,
+                                                       "stopped_reason": None, "errors": {}})
+    elif report is not None and (report.sent or report.failed or report.still_queued):
         print(report.summary)
+    elif queued:
+        later = min((r.next_attempt_at for r in queued if r.next_attempt_at), default=None)
+        when = f"; the next try is at {later.astimezone().strftime('%H:%M')}" if later else ""
+        print(f"Nothing is due now: {len(queued)} message{'s are' if len(queued) != 1 else ' is'} waiting to be "
+              f"retried{when}. `mspbill outbox send --all` sends them now.")
     else:
-        print("Nothing is due in the outbox.")
+        print("The outbox has nothing waiting.")
+    if report is None:
+        return EXIT_OK
     return EXIT_ERROR if report.stopped_reason or report.failed else EXIT_OK
 
 
@@ -229,7 +297,9 @@ def cmd_outbox_retry(ctx: AppContext, args: argparse.Namespace) -> int:
     with ctx.db.write_session() as session, session.begin():
         ids = retry_messages(session, args.ids)
     report = _send(ctx, ids)
-    print(report.summary)
+    print(report.summary if report.sent else "Nothing was sent.")
+    if not report.sent:
+        _print_send_outcome(report, None)
     return EXIT_ERROR if report.stopped_reason or report.failed else EXIT_OK
 
 
@@ -311,7 +381,10 @@ def add_invoice_document_commands(invoices: Any) -> None:
 
     email = invoices.add_parser("email", help="e-mail an invoice with its PDF now (through the outbox)")
     email.add_argument("number", nargs="?", metavar="NUMBER", help="the invoice number, for example INV-000123")
-    email.add_argument("--unsent", action="store_true", help="every issued invoice not e-mailed yet")
+    email.add_argument("--unsent", action="store_true",
+                       help="every issued invoice never e-mailed (asks first; --yes for a scheduled task)")
+    email.add_argument("--dry-run", action="store_true", help="with --unsent: say how many, send nothing")
+    email.add_argument("--yes", action="store_true", help="with --unsent: do not ask")
     email.add_argument("--json", action="store_true", help="print JSON")
     email.set_defaults(func=cmd_invoices_email)
 
@@ -336,6 +409,8 @@ def add_mail_commands(sub: Any) -> None:
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=cmd_outbox_list)
     send = outbox.add_parser("send", help="send every queued message that is due (for a scheduled task)")
+    send.add_argument("--all", action="store_true",
+                      help="also the messages still waiting for their next retry (after fixing the server)")
     send.add_argument("--json", action="store_true", help="print JSON")
     send.set_defaults(func=cmd_outbox_send)
     retry = outbox.add_parser("retry", help="queue failed messages again and send them now")

@@ -177,7 +177,7 @@ def test_a_down_server_keeps_the_message_queued_until_outbox_send(cli, mail_offi
     _configure_mail(mail_office, port)
     down = cli("--data-dir", str(mail_office), "invoices", "email", number)
     assert down.returncode == 1
-    assert "stay in the outbox" in down.stderr
+    assert "stays in the outbox" in down.stderr and down.stderr.count("refused the connection") == 1
     assert f"127.0.0.1 refused the connection on port {port}" in down.stderr
     queued = json.loads(cli("--data-dir", str(mail_office), "outbox", "list", "--status", "queued",
                             "--json").stdout)
@@ -188,15 +188,15 @@ def test_a_down_server_keeps_the_message_queued_until_outbox_send(cli, mail_offi
         # Not due yet (it waits a minute after a failure): `retry` sends it now.
         retried = cli("--data-dir", str(mail_office), "outbox", "retry", str(queued["messages"][0]["id"]))
         assert retried.returncode == 0, retried.stderr
-        assert "1 sent" in retried.stdout
+        assert "1 sent" in retried.stdout, retried.stdout + retried.stderr
         assert len(server.received) == 1
         # And nothing is sent twice.
         again = cli("--data-dir", str(mail_office), "outbox", "send")
-        assert again.returncode == 0 and "Nothing is due" in again.stdout
+        assert again.returncode == 0 and "The outbox has nothing waiting." in again.stdout
         assert len(server.received) == 1
 
 
-def test_email_all_unsent_reports_clients_without_an_address(cli, mail_office: Path) -> None:
+def test_email_all_unsent_asks_first_and_reports_clients_without_an_address(cli, mail_office: Path) -> None:
     db = open_database(f"sqlite:///{mail_office / DB_FILENAME}", None)
     try:
         with db.write_session() as s, s.begin():
@@ -213,17 +213,57 @@ def test_email_all_unsent_reports_clients_without_an_address(cli, mail_office: P
                 Invoice.client_id == client.id)).all()
     finally:
         db.dispose()
+    can_go = len(issued) - len(without)
     with SmtpTestServer() as server:
         _configure_mail(mail_office, server.port)
-        result = cli("--data-dir", str(mail_office), "invoices", "email", "--unsent", "--json")
+        # Without --yes (and no terminal to ask at) nothing is sent; --dry-run only counts.
+        unasked = cli("--data-dir", str(mail_office), "invoices", "email", "--unsent")
+        assert unasked.returncode == 2 and "add --yes" in unasked.stdout
+        dry = json.loads(cli("--data-dir", str(mail_office), "invoices", "email", "--unsent", "--dry-run",
+                             "--json").stdout)
+        assert dry["would_queue"] == can_go and dry["queued"] == 0
+        assert server.received == []
+        listed = json.loads(cli("--data-dir", str(mail_office), "outbox", "list", "--json").stdout)
+        assert listed["messages"] == []
+
+        result = cli("--data-dir", str(mail_office), "invoices", "email", "--unsent", "--yes", "--json")
         assert result.returncode == 0, result.stderr
         doc = json.loads(result.stdout)
-        assert doc["queued"] == doc["sent"] == len(issued) - len(without) == len(server.received)
-        assert {s["client"] for s in doc["skipped"]} == {no_email_name}
+        assert doc["queued"] == doc["sent"] == can_go == len(server.received)
+        assert {x["client"] for x in doc["skipped"]} == {no_email_name}
         assert len(doc["skipped"]) == len(without)
-        again = cli("--data-dir", str(mail_office), "invoices", "email", "--unsent")
-        assert "Nothing to e-mail" in again.stdout
-        assert len(server.received) == len(issued) - len(without)
+        again = cli("--data-dir", str(mail_office), "invoices", "email", "--unsent", "--yes")
+        # Only the client without an address is left: said once, and not "nothing to e-mail".
+        assert "Cannot e-mail" in again.stdout and "Nothing was queued." in again.stdout
+        assert "every issued invoice has been e-mailed" not in again.stdout
+        assert len(server.received) == can_go
+
+
+def test_a_down_server_is_reported_once_and_outbox_send_says_what_waits(cli, mail_office: Path) -> None:
+    port = free_port()
+    _configure_mail(mail_office, port)
+    down = cli("--data-dir", str(mail_office), "invoices", "email", "--unsent", "--yes")
+    assert down.returncode == 1
+    assert down.stderr.count("refused the connection") == 1, down.stderr
+    waiting = cli("--data-dir", str(mail_office), "outbox", "send")
+    assert waiting.returncode == 0
+    assert "Nothing is due now" in waiting.stdout and "waiting to be retried" in waiting.stdout
+    assert "outbox send --all" in waiting.stdout
+    with SmtpTestServer(port=port) as server:
+        sent = cli("--data-dir", str(mail_office), "outbox", "send", "--all", "--json")
+        assert sent.returncode == 0, sent.stderr
+        doc = json.loads(sent.stdout)
+        assert doc["sent"] == len(server.received) > 0 and doc["still_queued"] == 0
+
+
+def test_drafts_are_listed_with_the_id_that_pdf_takes(cli, office_dir: Path, tmp_path: Path) -> None:
+    listed = cli("--data-dir", str(office_dir), "invoices", "list", "--status", "draft")
+    first = next(line for line in listed.stdout.splitlines() if line.startswith("Draft id "))
+    draft_id = first.split()[2]
+    out = tmp_path / "d.pdf"
+    made = cli("--data-dir", str(office_dir), "invoices", "pdf", "--id", draft_id, "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    assert "DRAFT" in _text(out.read_bytes()).upper()
 
 
 def test_mail_test_command(cli, mail_office: Path) -> None:
