@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,6 +17,8 @@ from mspbill.clients import check_email, check_name, parse_terms
 from mspbill.db.models import NAME_MAX, CompanyProfile
 from mspbill.money import MoneyError, format_decimal, is_valid_currency, parse_decimal
 from mspbill.validation import Issue, ValidationError
+
+log = logging.getLogger(__name__)
 
 LOGO_MAX_BYTES = 5_000_000
 LOGO_MAX_PIXELS = 600
@@ -109,8 +112,10 @@ def normalise_logo(data: bytes) -> bytes:
             rgb.save(out, format="PNG", optimize=True)
             return out.getvalue()
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ValidationError([Issue("logo", "That file is not an image mspbill can read "
-                                             f"(PNG, JPEG, GIF, BMP or WebP): {exc}")]) from exc
+        # Pillow's own words name internal objects ("<_io.BytesIO object at 0x…>"): the log keeps them.
+        log.info("Logo refused (%d bytes): %s", len(data), exc)
+        raise ValidationError([Issue("logo", "That file is not an image mspbill can read, or it is damaged. "
+                                             "Choose a PNG, JPEG, GIF, BMP or WebP image.")]) from exc
 
 
 def validate_company(draft: CompanyDraft) -> tuple[dict[str, Any], list[Issue]]:

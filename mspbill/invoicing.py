@@ -668,6 +668,33 @@ def mark_uncollectible(session: Session, invoice_id: int, reason: str) -> Invoic
     return inv
 
 
+CREDIT_TAXED_SUFFIX = " (taxable part)"
+CREDIT_UNTAXED_SUFFIX = " (not taxed)"
+
+
+def _credit_lines(inv: Invoice, reason: str, cents: int) -> list[dict[str, Any]]:
+    """The lines of a credit of `cents` before tax on `inv`.
+
+    The credit is split in proportion to the invoice's taxable share, so its tax
+    comes back too.  The two parts are labelled, or a reader sees the same line
+    twice; when the split gives back no tax (a 0% client, no taxable lines, a
+    few cents) it is one untaxed line: the same amounts, the same zero tax.
+    """
+    def line(amount_cents: int, taxable: bool, suffix: str = "") -> dict[str, Any]:
+        description = f"Credit on {inv.number}: {reason}"[:500 - len(suffix)] + suffix
+        return {"description": description, "quantity_e4": QUANTITY_SCALE, "unit_price_cents": amount_cents,
+                "amount_cents": amount_cents, "taxable": taxable}
+
+    taxable_base = sum(ln.amount_cents for ln in inv.lines if ln.taxable)
+    taxable_part = (cents * taxable_base // inv.subtotal_cents) if inv.subtotal_cents > 0 else 0
+    taxable_part = max(0, min(cents, taxable_part))
+    if taxable_part == cents:
+        return [line(cents, True)]
+    if not taxable_part or not compute_totals([(taxable_part, True)], inv.tax_rate_percent).tax_cents:
+        return [line(cents, False)]
+    return [line(taxable_part, True, CREDIT_TAXED_SUFFIX), line(cents - taxable_part, False, CREDIT_UNTAXED_SUFFIX)]
+
+
 def create_credit_note(session: Session, invoice_id: int, reason: str, amount: str | None = None,
                        issue_date: dt.date | None = None) -> Invoice:
     """Issue a credit note against an issued invoice, now.
@@ -701,17 +728,7 @@ def create_credit_note(session: Session, invoice_id: int, reason: str, amount: s
             raise ValidationError([Issue("amount", str(exc))]) from None
         if cents <= 0:
             raise ValidationError([Issue("amount", "The credit must be more than zero.")])
-        taxable_base = sum(ln.amount_cents for ln in inv.lines if ln.taxable)
-        taxable_part = (cents * taxable_base // inv.subtotal_cents) if inv.subtotal_cents > 0 else 0
-        taxable_part = max(0, min(cents, taxable_part))
-        lines = []
-        if taxable_part:
-            lines.append({"description": f"Credit on {inv.number}: {text}"[:500], "quantity_e4": QUANTITY_SCALE,
-                          "unit_price_cents": taxable_part, "amount_cents": taxable_part, "taxable": True})
-        if cents - taxable_part:
-            lines.append({"description": f"Credit on {inv.number}: {text}"[:500], "quantity_e4": QUANTITY_SCALE,
-                          "unit_price_cents": cents - taxable_part, "amount_cents": cents - taxable_part,
-                          "taxable": False})
+        lines = _credit_lines(inv, text, cents)
     note = Invoice(kind=InvoiceKind.CREDIT_NOTE, status=InvoiceStatus.DRAFT, client_id=inv.client_id,
                    currency=inv.currency, title=f"Credit note for {inv.number}", memo=text,
                    tax_rate_percent=inv.tax_rate_percent, credit_for_invoice_id=inv.id,

@@ -4,6 +4,7 @@ SQLite office made by `mspbill demo`, PDFs read back with pypdf, mail received b
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -130,10 +131,13 @@ def test_client_statement(cli, office_dir: Path, tmp_path: Path) -> None:
     _, client, client_id = _open_invoice(office_dir)
     out = tmp_path / "statement.pdf"
     result = cli("--data-dir", str(office_dir), "clients", "statement", str(client_id), "--from", "2026-01-01",
-                 "--to", "2026-11-30", "--out", str(out))
+                 "--to", dt.date.today().isoformat(), "--out", str(out))
     assert result.returncode == 0, result.stderr
     text = _text(out.read_bytes())
     assert client in text and "Statement" in text
+    future = cli("--data-dir", str(office_dir), "clients", "statement", str(client_id), "--to",
+                 (dt.date.today() + dt.timedelta(days=9)).isoformat())
+    assert future.returncode == 2 and "cannot end after today" in future.stderr
 
     backwards = cli("--data-dir", str(office_dir), "clients", "statement", str(client_id), "--from", "2026-11-30",
                     "--to", "2026-01-01")

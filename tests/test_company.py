@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import zlib
 
@@ -170,12 +171,22 @@ def test_malformed_logo_is_a_validation_error(data: bytes) -> None:
         normalise_logo(data)
     assert [i.field for i in excinfo.value.issues] == ["logo"]
     assert "not an image" in excinfo.value.issues[0].message
+    _is_a_clean_sentence(excinfo.value.issues[0].message)
 
 
-def test_truncated_jpeg_is_a_validation_error() -> None:
+def _is_a_clean_sentence(message: str) -> None:
+    """What the office reads: no Python object, address or library wording."""
+    for leak in ("<", ">", "0x", "BytesIO", "_io", "cannot identify", "PIL"):
+        assert leak not in message, (leak, message)
+    assert message.endswith(".") and "PNG, JPEG, GIF, BMP or WebP" in message
+
+
+def test_truncated_jpeg_is_a_validation_error(caplog: pytest.LogCaptureFixture) -> None:
     jpeg = _image_bytes("JPEG", size=(300, 300), quality=95)
-    with pytest.raises(ValidationError):
+    with caplog.at_level(logging.INFO, logger="mspbill.company"), pytest.raises(ValidationError) as excinfo:
         normalise_logo(jpeg[: len(jpeg) // 2])
+    _is_a_clean_sentence(excinfo.value.issues[0].message)
+    assert any("Logo refused" in r.getMessage() for r in caplog.records)  # the detail stays in the log
 
 
 def test_empty_and_oversized_logo_files() -> None:

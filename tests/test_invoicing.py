@@ -382,6 +382,43 @@ def test_partial_credit_note_carries_its_share_of_tax(db, client_id: int) -> Non
     assert after.status is InvoiceStatus.OPEN
 
 
+def test_the_two_parts_of_a_partial_credit_say_which_is_which(db, client_id: int) -> None:
+    inv = _issued(db, client_id, ("Project", "1", "100.00"), ("Licences", "1", "50.00", False))
+    with db.write_session() as s, s.begin():
+        note_id = create_credit_note(s, inv.id, "Goodwill credit", "30", TODAY).id
+    note = invoice(db, note_id)
+    assert [(ln.description, ln.amount_cents, ln.taxable) for ln in note.lines] == [
+        (f"Credit on {inv.number}: Goodwill credit (taxable part)", 2000, True),
+        (f"Credit on {inv.number}: Goodwill credit (not taxed)", 1000, False)]
+    assert note.tax_cents == tax_of(2000, "8.25") and note.total_cents == 3000 + note.tax_cents
+    # A reason at the length limit keeps its label: the reason is cut, not the label.
+    with db.write_session() as s, s.begin():
+        long_note = create_credit_note(s, inv.id, "x" * 500, "10", TODAY).id
+    assert [ln.description[-15:] for ln in invoice(db, long_note).lines] == [" (taxable part)", "x" * 3 + " (not taxed)"]
+    assert all(len(ln.description) == 500 for ln in invoice(db, long_note).lines)
+
+
+@pytest.mark.parametrize(("tax_rate", "items", "amount", "taxable"), [
+    # The trial's case: a 0% client, taxable and untaxed lines; $50.00 was two lines of $41.48 and $8.52.
+    ("0", [("Managed seats", "1", "243.50"), ("Licences", "1", "50.00", False)], "50.00", False),
+    ("0", [("Managed seats", "1", "243.50")], "50.00", True),                 # nothing untaxed to split off
+    ("8.25", [("Licences", "1", "50.00", False)], "20.00", False),            # nothing taxable
+    ("8.25", [("Project", "1", "100.00"), ("Licences", "1", "50.00", False)], "0.05", False),  # tax rounds to 0
+], ids=["zero-rate-mixed", "zero-rate-taxable", "no-taxable-lines", "tax-rounds-to-nothing"])
+def test_a_credit_that_gives_back_no_tax_is_one_line(db, tax_rate: str, items, amount: str, taxable: bool) -> None:
+    setup_office(db)
+    cid = make_client(db, "Tax Exempt Clinic", tax_rate=tax_rate)
+    inv = _issued(db, cid, *items)
+    with db.write_session() as s, s.begin():
+        note_id = create_credit_note(s, inv.id, "Goodwill credit", amount, TODAY).id
+    note = invoice(db, note_id)
+    cents = int(Decimal(amount) * 100)
+    assert [(ln.description, ln.amount_cents, ln.taxable) for ln in note.lines] == [
+        (f"Credit on {inv.number}: Goodwill credit", cents, taxable)]
+    assert (note.subtotal_cents, note.tax_cents, note.total_cents) == (cents, 0, cents)
+    assert invoice(db, inv.id).balance_cents == inv.total_cents - cents
+
+
 def test_credit_beyond_what_remains_is_refused(db, client_id: int, count_rows) -> None:
     inv = _issued(db, client_id, ("Project", "1", "100.00"))  # 108.25 with tax
     with db.write_session() as s, s.begin():

@@ -207,6 +207,40 @@ def test_void_and_credit_notes(db, office) -> None:
     assert "Balance due $195.98" in original  # 342.96 − 146.98
 
 
+def test_a_credit_note_shows_each_credit_line_once_and_says_which_part_is_taxed(db, office) -> None:
+    exempt = make_client(db, "Harbor Dental")  # 0% tax: the trial's two identical lines
+    inv = one_time(db, exempt, ("Managed seats", "1", "243.50"), ("Licences", "1", "50.00", False))
+    issue_ids(db, [inv], ISSUED)
+    with db.write_session() as s, s.begin():
+        note = create_credit_note(s, inv, "Goodwill credit", "50.00", issue_date=d("2026-11-05")).id
+    text = flat(render(db, note).text())
+    assert text.count("Goodwill credit") == 2, text  # the line and the REASON section
+    assert "Credit on INV-000001: Goodwill credit 1 $50.00 $50.00" in text
+    assert "part" not in text and "no tax" not in text and "not taxed" not in text
+    # A taxed client: two lines, each named, and the untaxed one marked once.
+    taxed = one_time(db, make_client(db, "Zürich Dental GmbH", tax_rate="8.875"),
+                     ("Firewall appliance", "3", "45.00"), ("Licences", "1", "50.00", False))
+    issue_ids(db, [taxed], ISSUED)
+    with db.write_session() as s, s.begin():
+        note = create_credit_note(s, taxed, "Goodwill credit", "100.00", issue_date=d("2026-11-05")).id
+    text = flat(render(db, note).text())
+    assert "Credit on INV-000002: Goodwill credit (taxable part)" in text
+    assert "Credit on INV-000002: Goodwill credit (not taxed)" in text
+    assert "(no tax)" not in text
+
+
+def test_payments_name_the_method_as_the_client_knows_it(db, office) -> None:
+    inv = _one(db)
+    with db.write_session() as s, s.begin():
+        record_payment(s, inv, "42.96", "ach", reference="TRX 55", received_on=d("2026-11-10"), today=TODAY)
+    text = flat(render(db, inv).text())
+    assert "Payment 10 Nov 2026 · Bank transfer (ACH) · TRX 55 -$42.96" in text
+    assert "Stripe" not in text
+    assert PaymentMethod.ACH.label == "ACH (outside Stripe)"  # the office's screens keep their word
+    assert {m.client_label for m in PaymentMethod} == {"Check", "Cash", "Wire transfer", "Bank transfer (ACH)",
+                                                       "Card", "Other"}
+
+
 def test_payments_and_the_balance(db, office) -> None:
     inv = _one(db)
     _pay(db, inv, "42.96", d("2026-11-10"), reference="1043")

@@ -106,7 +106,7 @@ def test_the_statement_figures_worked_out_by_hand(db, office: dict[str, int]) ->
 
 def _identity(db, client_id: int, start: dt.date, end: dt.date) -> tuple[int, int]:
     with db.session() as s:
-        doc = statement_document(s, client_id, start, end)
+        doc = statement_document(s, client_id, start, end, today=LATER)
         open_total = sum(i.balance_cents for i in open_items(s, end, client_id))
         credit = credit_as_of(s, end, client_id).get(client_id, 0)
     running = doc.opening_cents + sum(a.amount_cents for a in doc.activity)
@@ -137,7 +137,7 @@ def test_a_payment_on_a_written_off_invoice_takes_the_write_off_back(db) -> None
     _write_off(db, inv, d("2026-09-15"))                       # writes off the $200 left
     _pay(db, inv, "250.00", d("2026-10-02"), credit_excess=True)  # $200 recovered, $50 over: credit
     with db.session() as s:
-        doc = statement_document(s, cid, d("2026-09-01"), d("2026-10-31"))
+        doc = statement_document(s, cid, d("2026-09-01"), d("2026-10-31"), today=LATER)
     assert doc.opening_cents == 20_000
     assert [(a.kind, a.amount_cents, a.balance_cents) for a in doc.activity] == [
         ("write_off", -20_000, 0), ("payment", -25_000, -25_000), ("reinstated", 20_000, -5_000)]
@@ -165,14 +165,47 @@ def test_the_pdf_shows_the_statement(db, office: dict[str, int]) -> None:
 def test_dates_and_client_are_checked(db, office: dict[str, int]) -> None:
     with db.session() as s:
         with pytest.raises(ValidationError) as backwards:
-            statement_pdf(s, office["client"], d("2026-10-01"), d("2026-09-01"))
+            statement_pdf(s, office["client"], d("2026-10-01"), d("2026-09-01"), today=LATER)
         assert [i.field for i in backwards.value.issues] == ["start"]
         with pytest.raises(ValidationError) as too_long:
-            statement_pdf(s, office["client"], d("2016-01-01"), d("2026-01-02"))
+            statement_pdf(s, office["client"], d("2016-01-01"), d("2026-01-02"), today=LATER)
         assert [i.field for i in too_long.value.issues] == ["end"]
-        statement_document(s, office["client"], d("2016-01-02"), d("2026-01-02"))  # exactly ten years
+        statement_document(s, office["client"], d("2016-01-02"), d("2026-01-02"), today=LATER)  # ten years
         with pytest.raises(NotFoundError):
-            statement_pdf(s, 999_999, START, END)
+            statement_pdf(s, 999_999, START, END, today=LATER)
+
+
+def test_a_statement_does_not_end_after_today(db, office: dict[str, int]) -> None:
+    today = d("2026-11-21")
+    with db.session() as s:
+        with pytest.raises(ValidationError) as future:
+            statement_pdf(s, office["client"], d("2027-04-01"), d("2027-06-30"), today=today)
+        assert [i.field for i in future.value.issues] == ["end"]
+        message = future.value.issues[0].message
+        assert "after today, 2026-11-21" in message and "2027-06-30" in message
+        # Every problem at once: backwards and in the future.
+        with pytest.raises(ValidationError) as both:
+            statement_document(s, office["client"], d("2027-07-01"), d("2027-06-30"), today=today)
+        assert sorted(i.field for i in both.value.issues) == ["end", "start"]
+        with pytest.raises(ValidationError):  # one day ahead is already too far
+            statement_document(s, office["client"], START, today + dt.timedelta(days=1), today=today)
+        doc = statement_document(s, office["client"], START, today, today=today)  # today itself is fine
+    assert doc.end == today and doc.closing_cents == 27_000 - 5_000
+
+
+def test_payments_name_the_method_as_the_client_knows_it(db) -> None:
+    setup_office(db)
+    cid = make_client(db, "Harbor Dental")
+    inv = _invoice(db, cid, "300.00", d("2026-09-03"))
+    with db.write_session() as s, s.begin():
+        record_payment(s, inv, "300.00", "ach", reference="TRX 55", received_on=d("2026-09-20"), today=LATER)
+    with db.session() as s:
+        doc = statement_document(s, cid, d("2026-09-01"), d("2026-09-30"), today=LATER)
+        text = pypdf.PdfReader(io.BytesIO(statement_pdf(s, cid, d("2026-09-01"), d("2026-09-30"),
+                                                         today=LATER).data)).pages[0].extract_text()
+    assert [a.description for a in doc.activity if a.kind == "payment"] == [
+        "Payment — Bank transfer (ACH) TRX 55, for INV-000001"]
+    assert "Bank transfer (ACH)" in text and "Stripe" not in text
 
 
 def test_a_credit_note_on_a_written_off_invoice_and_a_quiet_range(db) -> None:
@@ -183,8 +216,8 @@ def test_a_credit_note_on_a_written_off_invoice_and_a_quiet_range(db) -> None:
     with db.write_session() as s, s.begin():
         create_credit_note(s, inv, "Settled the dispute", "100.00", issue_date=d("2026-09-20"))
     with db.session() as s:
-        doc = statement_document(s, cid, d("2026-09-01"), d("2026-09-30"))
-        quiet = statement_document(s, cid, d("2026-10-01"), d("2026-10-31"))
+        doc = statement_document(s, cid, d("2026-09-01"), d("2026-09-30"), today=LATER)
+        quiet = statement_document(s, cid, d("2026-10-01"), d("2026-10-31"), today=LATER)
     # The note takes $100 off a balance already written off: only what it adds to credit (nothing) counts.
     assert [(a.kind, a.amount_cents) for a in doc.activity] == [
         ("write_off", -30_000), ("credit_note", -10_000), ("reinstated", 10_000)]
@@ -193,5 +226,5 @@ def test_a_credit_note_on_a_written_off_invoice_and_a_quiet_range(db) -> None:
     _identity(db, cid, d("2026-08-01"), d("2026-09-19"))
     _identity(db, cid, d("2026-09-20"), d("2026-12-31"))
     with db.session() as s:
-        text = pypdf.PdfReader(io.BytesIO(statement_pdf(s, cid, d("2026-10-01"), d("2026-10-31")).data)).pages[0]
+        text = pypdf.PdfReader(io.BytesIO(statement_pdf(s, cid, d("2026-10-01"), d("2026-10-31"), today=LATER).data)).pages[0]
         assert "No activity in this period." in text.extract_text()

@@ -253,14 +253,22 @@ class CompanyForm(QWidget):
         try:
             png = normalise_logo(path.read_bytes())
         except ValidationError as exc:
-            self.form.show_issues(exc.by_field())
+            self._show_logo_error(exc.by_field().get("logo") or [str(exc)])
             return
         except OSError as exc:
-            self.form.show_issues({"logo": [f"The file cannot be read: {exc.strerror}."]})
+            self._show_logo_error([f"The file cannot be read: {exc.strerror}."])
             return
-        self.form.show_issues({})
+        self.form.rows["logo"].set_error(None)
         self._logo = png
         self._show_logo(png)
+
+    def _show_logo_error(self, messages: list[str]) -> None:
+        """The logo is the last row: its message lands below the fold unless the form scrolls to it.
+        Only the logo's message changes; what else is wrong with the form stays marked."""
+        row = self.form.rows["logo"]
+        row.set_error(messages)
+        # Once the message has its place in the layout: the logo row, message included, in view.
+        QTimer.singleShot(0, self, lambda: self.scroll.ensureWidgetVisible(row, 0, 16))
 
     def remove_logo(self) -> None:
         self._logo = None

@@ -90,7 +90,8 @@ class StatementDialog(QDialog):
         for edit in (self.start, self.end):
             edit.setCalendarPopup(True)
             edit.setDisplayFormat("yyyy-MM-dd")
-            edit.setMaximumDate(_qdate(self.today + dt.timedelta(days=366)))
+            # A statement ends today at the latest: what is owed on a later day is not known yet.
+            edit.setMaximumDate(_qdate(self.today))
         form.addRow("Period", self.preset)
         form.addRow("From", self.start)
         form.addRow("To", self.end)

@@ -377,6 +377,12 @@ class PaymentMethod(str, enum.Enum):
         return {"check": "Check", "cash": "Cash", "wire": "Wire transfer", "ach": "ACH (outside Stripe)",
                 "card": "Card", "other": "Other"}[self.value]
 
+    @property
+    def client_label(self) -> str:
+        """The name a client reads on invoices and statements; `label` is the office's."""
+        return {"check": "Check", "cash": "Cash", "wire": "Wire transfer", "ach": "Bank transfer (ACH)",
+                "card": "Card", "other": "Other"}[self.value]
+
 
 class CreditReason(str, enum.Enum):
     OVERPAYMENT = "overpayment"

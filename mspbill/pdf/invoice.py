@@ -26,7 +26,7 @@ from mspbill.db.models import (
     LineKind,
     Payment,
 )
-from mspbill.invoicing import get_invoice
+from mspbill.invoicing import CREDIT_UNTAXED_SUFFIX, get_invoice
 from mspbill.money import format_decimal
 from mspbill.payments.manual import MANUAL_METHODS
 from mspbill.pdf import layout
@@ -62,7 +62,7 @@ class DocLine:
 class DocPayment:
     received_on: dt.date
     method: str        # PaymentMethod value
-    method_label: str  # "Check", "Card"
+    method_label: str  # what the client reads: "Check", "Bank transfer (ACH)"
     reference: str
     amount_cents: int   # received
     applied_cents: int  # of which paid this invoice (the rest became client credit)
@@ -176,7 +176,7 @@ def invoice_document(session: Session, invoice_id: int, today: dt.date | None = 
                                                                    client.city, client.region,
                                                                    client.postal_code, client.country))}
     payments = tuple(
-        DocPayment(p.received_on, p.method.value, p.method.label, p.reference, p.amount_cents, p.applied_cents,
+        DocPayment(p.received_on, p.method.value, p.method.client_label, p.reference, p.amount_cents, p.applied_cents,
                    p.method not in _MANUAL_METHODS)
         for p in session.scalars(select(Payment).where(Payment.invoice_id == inv.id)
                                  .order_by(Payment.received_on, Payment.id)))
@@ -322,6 +322,16 @@ def chunks(text: str, size: int = DESCRIPTION_CHUNK) -> list[str]:
     return out
 
 
+def _says_untaxed(description: str) -> bool:
+    """The description already says the line has no tax (a credit note's untaxed part)."""
+    return description.rstrip().endswith(("(no tax)", CREDIT_UNTAXED_SUFFIX.strip()))
+
+
+def _lower_first(label: str) -> str:
+    """"Card" → "card", "Bank transfer (ACH)" → "bank transfer (ACH)": mid-sentence, acronyms kept."""
+    return label[:1].lower() + label[1:]
+
+
 def _lines_table(doc: InvoiceDocument, width: float) -> Table:
     s = layout.styles()
     widths = [width - 64 - 85 - 90, 64, 85, 90]
@@ -339,7 +349,7 @@ def _lines_table(doc: InvoiceDocument, width: float) -> Table:
             description = markup(piece)
             if i == 0 and tag:
                 description = f"{colored(tag[0].upper(), tag[1], bold=True)}  {description}"
-            if i == len(pieces) - 1 and not ln.taxable and doc.tax_cents:
+            if i == len(pieces) - 1 and not ln.taxable and doc.tax_cents and not _says_untaxed(ln.description):
                 description += f" {colored('(no tax)', layout.MUTED)}"
             if i == 0:
                 data.append([layout.Paragraph(description, s.cell), format_decimal(ln.quantity),
@@ -417,7 +427,7 @@ def payment_wording(doc: InvoiceDocument) -> tuple[str, str]:
     if doc.autopay:
         paid_by = doc.processor_payment
         if paid_by is not None and (doc.balance_cents == 0 or doc.status == InvoiceStatus.PAID.value):
-            by = doc.autopay_method_label or paid_by.method_label.lower()
+            by = doc.autopay_method_label or _lower_first(paid_by.method_label)
             text = f"Paid by {by} on {fmt_date(paid_by.received_on)}"
             if paid_by.reference:
                 text += f" (reference {paid_by.reference})"

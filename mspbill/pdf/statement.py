@@ -97,8 +97,13 @@ class StatementDocument:
 
 # --- reading --------------------------------------------------------------------------
 
-def _check_range(start: dt.date, end: dt.date) -> None:
+def _check_range(start: dt.date, end: dt.date, today: dt.date) -> None:
     issues = []
+    if end > today:
+        # Balances, days overdue and aging on a day still to come would be guesses printed as facts.
+        issues.append(Issue("end", f"A statement cannot end after today, {today.isoformat()}: it shows what is "
+                                   f"owed on its last day, and {end.isoformat()} is still to come. End it on "
+                                   f"{today.isoformat()} or earlier."))
     if start > end:
         issues.append(Issue("start", f"The statement starts ({start.isoformat()}) after it ends "
                                      f"({end.isoformat()}); swap the dates."))
@@ -152,7 +157,7 @@ def _events(session: Session, client_id: int, start: dt.date, end: dt.date) -> l
         .outerjoin(Invoice, Invoice.id == Payment.invoice_id)
         .where(Payment.client_id == client_id, Payment.received_on.between(start, end)))
     for pid, received, amount, applied, method, reference, cur, number in payments:
-        text = f"Payment — {method.label}" + (f" {reference}" if reference else "")
+        text = f"Payment — {method.client_label}" + (f" {reference}" if reference else "")
         if number:
             text += f", for {number}"
         if amount > applied:
@@ -211,9 +216,9 @@ def _write_off_events(session: Session, client_id: int, start: dt.date, end: dt.
 
 def statement_document(session: Session, client_id: int, start: dt.date, end: dt.date,
                        today: dt.date | None = None) -> StatementDocument:
-    """Read the client's statement for `start`..`end` (both included)."""
-    _check_range(start, end)
+    """Read the client's statement for `start`..`end` (both included); `end` is today at the latest."""
     today = today or dt.date.today()
+    _check_range(start, end, today)
     client = get_client(session, client_id)  # NotFoundError for an unknown client
     currency = client.currency
     others = set(session.scalars(select(Invoice.currency).where(

@@ -480,6 +480,37 @@ def test_company_form_shows_payment_instruction_errors_at_the_field(qtbot, ops, 
         assert company_snapshot(s).draft.payment_instructions == "Mail checks to: Acme IT, PO Box 1"
 
 
+def test_a_refused_logo_is_shown_where_the_office_can_see_it(qtbot, ops, app_ctx, office, tmp_path):
+    from ui.main_window import MainWindow
+
+    window = MainWindow(app_ctx, ops)
+    qtbot.addWidget(window)
+    window.resize(1400, 850)
+    window.show()
+    window.go("Settings")
+    wait_idle(qtbot, ops)
+    form = window.settings.company
+    form.payment_instructions.setPlainText("\n".join(f"line {i}" for i in range(1, 11)))
+    form.save()  # an earlier problem in the form stays marked
+    qtbot.wait(50)
+    form.scroll.verticalScrollBar().setValue(0)  # the office is at the top of the form
+    bad = tmp_path / "logo.png"
+    bad.write_bytes(b"not an image at all")
+    form.set_logo_file(bad)
+    row = form.form.rows["logo"]
+    assert row.error.isVisibleTo(form)
+
+    def whole(widget) -> bool:
+        return widget.visibleRegion().boundingRect().size() == widget.size()
+
+    # The whole message comes into view, with the picture and buttons it is about.
+    qtbot.waitUntil(lambda: whole(row.error), timeout=2_000)
+    assert whole(row.editor)
+    assert "not an image" in row.error.text() and "0x" not in row.error.text()
+    assert form.form.rows["payment_instructions"].error.isVisibleTo(form)
+    _shot(window, "company_form_logo_error.png")
+
+
 # --- statements -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("today", "preset", "expected"), [
@@ -515,8 +546,10 @@ def test_statement_dialog_dates_and_viewer(qtbot, ops, office):
     assert dialog.message.isVisible() and "after the end" in dialog.message.text()
 
     # The real thing: this office's activity (the invoice was issued 20 days ago), up to today.
-    dialog.today = TODAY
-    dialog.set_preset("last_3_months")
+    dialog = StatementDialog(ops, office.client, "Harbor Dental", None)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    assert dialog.dates() == preset_range("last_3_months", TODAY)
     with qtbot.waitSignal(dialog.opened, timeout=15_000) as opened:
         dialog.open_button.click()
         assert not dialog.open_button.isEnabled() and dialog.busy.isVisible()
@@ -531,6 +564,19 @@ def test_statement_dialog_dates_and_viewer(qtbot, ops, office):
     viewer.resize(860, 900)
     qtbot.wait(200)
     _shot(viewer, "pdf_viewer_statement.png")
+
+
+def test_statement_dates_end_today_at_the_latest(qtbot, ops, office):
+    today = dt.date(2026, 3, 15)
+    dialog = StatementDialog(ops, office.client, "Harbor Dental", None, today=today)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    for edit in (dialog.start, dialog.end):
+        assert edit.maximumDate().toPython() == today
+    dialog.end.setDate(dialog.end.date().addDays(30))  # a date still to come is not taken
+    assert dialog.dates()[1] == today
+    dialog.end.setDate(dialog.end.date().addDays(-1))
+    assert dialog.dates()[1] == today - dt.timedelta(days=1)
 
 
 def test_statement_from_the_clients_screen(qtbot, ops, office):
