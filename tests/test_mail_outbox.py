@@ -38,6 +38,7 @@ from mspbill.mail import (
     save_mail_settings,
     send_outbox,
 )
+from mspbill.mail.templates import EARLIER_DEFAULT_INVOICE_BODIES
 from mspbill.validation import ValidationError
 
 # aiosmtpd's own notices when a test server allows a login without TLS.
@@ -106,6 +107,19 @@ def server() -> Iterator[SmtpTestServer]:
         yield srv
 
 
+# --- the text ---------------------------------------------------------------------------
+
+def test_an_unedited_old_default_text_follows_the_current_default(office: Office) -> None:
+    office.configure(free_port(), invoice_body=EARLIER_DEFAULT_INVOICE_BODIES[0])  # saved by an earlier version
+    body = office.message(office.queue()).body
+    assert f"Dear {CLIENT},\n\nPlease find attached invoice INV-000001" in body
+
+
+def test_an_edited_text_is_used_as_written(office: Office) -> None:
+    office.configure(free_port(), invoice_body="Hello {client},\n\nplease find {number} attached.\n")
+    assert office.message(office.queue()).body == f"Hello {CLIENT},\n\nplease find INV-000001 attached.\n"
+
+
 # --- what arrives ---------------------------------------------------------------------
 
 def test_invoice_email_arrives_with_its_pdf(office: Office, server: SmtpTestServer) -> None:
@@ -139,6 +153,9 @@ def test_invoice_email_arrives_with_its_pdf(office: Office, server: SmtpTestServ
     assert pdf.get_filename() == expected.filename and "Zürich" in expected.filename
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.get_content())).pages)
     assert "INV-000001" in text
+    # The e-mail writes its dates as the attached PDF does (1 Nov 2026, not November 1, 2026).
+    assert "issued on 1 Nov 2026." in body and "Due date: 15 Nov 2026" in body
+    assert "1 Nov 2026" in text and "15 Nov 2026" in text and "November 1, 2026" not in body
 
     assert stored.status is OutboxStatus.SENT and stored.sent_at is not None and stored.attempts == 1
     assert stored.attachment_name == expected.filename

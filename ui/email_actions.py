@@ -136,15 +136,18 @@ def details(outcome: SendOutcome) -> str:
     paragraphs: list[str] = []
     if outcome.error:
         paragraphs.append(outcome.error)
-    if report.cancelled and outcome.still_queued:
+    waiting_count = outcome.still_queued
+    one = waiting_count == 1
+    the_unsent = "The e-mail not sent" if one else f"The {waiting_count} e-mails not sent"
+    if report.cancelled and waiting_count:
         paragraphs.append(
-            f"You stopped the run. The {_plural(outcome.still_queued, 'e-mail')} not sent yet stay in the "
-            "Outbox and go with the next send (automatically within a few minutes), unless you discard "
-            "them there.")
-    elif report.stopped_reason and outcome.still_queued:
+            f"You stopped the run. {the_unsent} yet {'stays' if one else 'stay'} in the Outbox and "
+            f"{'goes' if one else 'go'} with the next send (automatically within a few minutes), unless you "
+            f"discard {'it' if one else 'them'} there.")
+    elif report.stopped_reason and waiting_count:
         paragraphs.append(f"Sending stopped: {report.stopped_reason}")
-        paragraphs.append(f"The {_plural(outcome.still_queued, 'e-mail')} not sent stay in the Outbox and are "
-                          "retried automatically.")
+        paragraphs.append(f"{the_unsent} {'stays' if one else 'stay'} in the Outbox and "
+                          f"{'is' if one else 'are'} retried automatically.")
     failed = [f"{p.label}: {p.reason}" for p in outcome.problems if p.status == "failed"]
     if failed:
         paragraphs.append("Failed (fix the problem, then choose Retry in the Outbox):\n" + _listed(failed))
@@ -407,7 +410,7 @@ class EmailRunner(QObject):
 
         def failed(exc: BaseException) -> bool:
             message = describe_error(exc) if isinstance(exc, ValidationError) else \
-                f"Something went wrong while sending: {exc}. Nothing was lost: the e-mails stay in the Outbox."
+                f"Something went wrong while sending: {exc}. Nothing was lost: what was not sent stays in the Outbox."
             self._finish(request, SendOutcome(skipped=request.skipped, background=request.background,
                                               error=message))
             return True
@@ -539,6 +542,21 @@ def count_unsent_invoices(session: Session) -> UnsentCount:
     return UnsentCount(is_configured(session), int(rows.get(True, 0)), int(rows.get(False, 0)))
 
 
+def unsent_question(count: UnsentCount) -> str:
+    """"E-mail 2 issued invoices that have never been e-mailed? …", singular or plural."""
+    one = count.can_go == 1
+    question = (f"E-mail {_plural(count.can_go, 'issued invoice')} that {'has' if one else 'have'} never "
+                f"been e-mailed? {'The client receives it' if one else 'Each client receives its invoice'} "
+                "with the PDF attached.")
+    if count.no_address == 1:
+        question += ("\n\n1 more invoice cannot be e-mailed: the client has no billing e-mail address "
+                     "(it is listed afterwards).")
+    elif count.no_address:
+        question += (f"\n\n{count.no_address} more invoices cannot be e-mailed: their clients have no "
+                     "billing e-mail address (they are listed afterwards).")
+    return question
+
+
 def email_unsent_invoices(parent: QWidget | None, ops: Ops, runner: EmailRunner | None = None, *,
                           done: Callable[[SendOutcome | None], None] | None = None) -> None:
     """"E-mail unsent invoices…": every issued invoice never e-mailed, after a question
@@ -559,13 +577,7 @@ def email_unsent_invoices(parent: QWidget | None, ops: Ops, runner: EmailRunner 
             send_them()  # nothing goes; the summary names the clients without an address
             return
         else:
-            question = (f"E-mail {_plural(count.can_go, 'issued invoice')} that "
-                        f"{'has' if count.can_go == 1 else 'have'} never been e-mailed? Each client receives "
-                        "its invoice with the PDF attached.")
-            if count.no_address:
-                question += (f"\n\n{_plural(count.no_address, 'more invoice')} cannot be e-mailed: the client has "
-                             "no billing e-mail address (they are listed afterwards).")
-            answer = QMessageBox.question(parent, "E-mail unsent invoices", question,
+            answer = QMessageBox.question(parent, "E-mail unsent invoices", unsent_question(count),
                                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                           QMessageBox.StandardButton.No)
             if answer == QMessageBox.StandardButton.Yes:

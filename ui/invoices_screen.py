@@ -221,8 +221,9 @@ class InvoicesScreen(QWidget):
         self.notice.hide()
         layout.addWidget(self.notice)
 
-        # The title names the period ("Managed IT services — November 2026"), so no Period column.
-        self.table = snapshot_table(self.model, (95, 205, 260, 84, 84, 92, 92, 112), 2, multi_select=True)
+        # The title names the period ("Managed IT services — November 2026"), so no Period column;
+        # the E-mail column has room for "Sent 2026-10-01" and "Queued (retrying)".
+        self.table = snapshot_table(self.model, (95, 205, 260, 84, 84, 92, 92, 112, 150), 2, multi_select=True)
         # Newest first, and the header says so: drafts, then numbers descending.
         self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
         self.table.doubleClicked.connect(lambda _i: self.open_selected())

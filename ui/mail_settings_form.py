@@ -3,12 +3,14 @@ template with a live preview, and a test e-mail with the settings as typed.
 
 The password goes to the OS keyring (house rule 6), written on a worker
 thread when the settings are saved; the form only ever learns whether one is
-saved, never what it is.  Without a secure keyring the form says so and saves
-nothing.
+saved, never what it is.  Without a secure keyring the form says so once a
+user name is entered (without one no password is needed), and a typed
+password is refused with nothing saved.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
@@ -56,6 +58,14 @@ WARNING_STYLE = "background: #fef7e0; color: #7a5900; padding: 6px 8px; border-r
 SUCCESS_STYLE = "color: #0d652d;"
 # Typed text, not a field the core knows: where the keyring's refusal is shown.
 PASSWORD_FIELD = "password"
+# Shown while a user name is entered on a computer without a secure keyring: nothing has
+# been tried yet, so it says what will happen, not that saving failed.
+NO_KEYRING_NOTE = (
+    "No secure keyring is available on this computer, so a password for this user name cannot be saved "
+    "here. mspbill keeps passwords only in the operating system's keyring (Windows Credential Manager, the "
+    "macOS Keychain, or GNOME Keyring or KWallet on Linux): start or unlock one before you save a password. "
+    "If your mail server needs no login, leave the user name empty.")
+
 
 @dataclass(frozen=True)
 class PasswordState:
@@ -111,6 +121,7 @@ class MailSettingsForm(QWidget):
         super().__init__(parent)
         self.ops = ops
         self._password_state = PasswordState(False)
+        self._save_refused = False  # the keyring refused on saving: the password row shows why
         self._loaded_once = False
         form_widget = QWidget()
         form_widget.setMaximumWidth(980)
@@ -276,6 +287,7 @@ class MailSettingsForm(QWidget):
 
         self.security.currentIndexChanged.connect(self._security_changed)
         self.username.textChanged.connect(lambda _t: self._update_warning())
+        self.username.textChanged.connect(lambda _t: self._update_password_note())
         self.subject.textChanged.connect(lambda _t: self.update_preview())
         self.body.textChanged.connect(self.update_preview)
         self.update_preview()
@@ -314,12 +326,18 @@ class MailSettingsForm(QWidget):
 
     def _show_password_state(self, state: PasswordState) -> None:
         self._password_state = state
+        self._save_refused = False
         self.remove_password_button.setEnabled(state.saved)
         self.password_note.show()
         if state.problem:
             self.password_note.setStyleSheet(WARNING_STYLE)
-            self.password_note.setText(state.problem)
+            self.password_note.setText(NO_KEYRING_NOTE)
+            # Which keyrings were found, for whoever sets the computer up (not the core's
+            # "nothing was saved": nothing has been tried yet).
+            found = re.search(r"\(found: ([^)]*)\)", state.problem)
+            self.password_note.setToolTip(f"Keyrings found: {found.group(1)}." if found else "")
             self.password.setPlaceholderText("cannot be saved on this computer")
+            self._update_password_note()
         elif state.saved:
             self.password_note.setStyleSheet(MUTED_STYLE)
             self.password_note.setText(f"A password is saved in {state.keyring}. Type a new one to replace it.")
@@ -329,6 +347,14 @@ class MailSettingsForm(QWidget):
             self.password_note.setText(f"No password is saved. It will be kept in {state.keyring}, never in a "
                                        "file.")
             self.password.setPlaceholderText("not saved")
+        if not state.problem:
+            self.password_note.setToolTip("")
+
+    def _update_password_note(self) -> None:
+        """The no-keyring warning matters only when the server needs a login (a user name is
+        entered); without one no password is needed, and the warning would read as a failure."""
+        if self._password_state.problem:
+            self.password_note.setVisible(bool(self.username.text().strip()) and not self._save_refused)
 
     # --- live parts ---
     def _security_changed(self, _index: int) -> None:
@@ -415,6 +441,7 @@ class MailSettingsForm(QWidget):
                 self.show_issues(exc.by_field())
                 return True
             if isinstance(exc, KeyringUnavailableError):
+                self._save_refused = True
                 self.password_note.hide()  # the message below says it all
                 self.show_issues({PASSWORD_FIELD: [str(exc)]})
                 self.summary.setText("Nothing was saved: the password cannot be kept safely on this computer.")

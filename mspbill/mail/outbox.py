@@ -52,6 +52,7 @@ from mspbill.mail.templates import (
     CREDIT_NOTE_SUBJECT,
     DEFAULT_INVOICE_BODY,
     DEFAULT_INVOICE_SUBJECT,
+    invoice_body_template,
     invoice_values,
     render,
 )
@@ -201,7 +202,7 @@ def _render(settings: MailSettings, session: Session, inv: Invoice) -> tuple[str
         subject_tpl, body_tpl = CREDIT_NOTE_SUBJECT, CREDIT_NOTE_BODY
     else:
         subject_tpl = settings.invoice_subject or DEFAULT_INVOICE_SUBJECT
-        body_tpl = settings.invoice_body or DEFAULT_INVOICE_BODY
+        body_tpl = invoice_body_template(settings.invoice_body)
     values = invoice_values(session, inv)
     try:
         subject, body = render(subject_tpl, values), render(body_tpl, values)

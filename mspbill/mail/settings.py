@@ -19,6 +19,7 @@ from mspbill.mail.templates import (
     DEFAULT_INVOICE_BODY,
     DEFAULT_INVOICE_SUBJECT,
     check_template,
+    invoice_body_template,
 )
 from mspbill.validation import Issue, ValidationError
 
@@ -76,7 +77,7 @@ def mail_settings_draft(session: Session) -> MailSettingsDraft:
         host=row.host, port=str(row.port), security=row.security.value, username=row.username,
         from_address=row.from_address, from_name=row.from_name, reply_to=row.reply_to,
         bcc_office=row.bcc_office, invoice_subject=row.invoice_subject or DEFAULT_INVOICE_SUBJECT,
-        invoice_body=row.invoice_body or DEFAULT_INVOICE_BODY)
+        invoice_body=invoice_body_template(row.invoice_body))
 
 
 def validate_mail_settings(draft: MailSettingsDraft) -> tuple[dict[str, object], list[Issue]]:

@@ -8,7 +8,6 @@ literal brace.  The check reports every problem of a template at once.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import string
 
@@ -30,18 +29,18 @@ PLACEHOLDERS: dict[str, str] = {
     "number": "The invoice (or credit note) number, e.g. INV-000123",
     "total": "The invoice total with its currency, e.g. $1,234.50",
     "balance": "What is still owed when the e-mail is queued",
-    "due_date": "The due date, e.g. December 1, 2026",
+    "due_date": "The due date, e.g. 1 Dec 2026 (as on the PDF)",
     "issue_date": "The date the invoice was issued",
     "period": "The billing period, e.g. November 2026 or Q4 2026",
-    "payment_method": "How it will be paid: automatic payment for autopay clients, "
-                      "otherwise payment by invoice with your payment instructions",
+    "payment_method": "What the client has to do, as of when the e-mail is queued: nothing when it is paid "
+                      "or will be charged automatically, otherwise your payment instructions",
     "company": "Your company's name",
 }
 
 DEFAULT_INVOICE_SUBJECT = "Invoice {number} from {company}"
 DEFAULT_INVOICE_BODY = """Dear {client},
 
-please find attached invoice {number} for {period}, issued on {issue_date}.
+Please find attached invoice {number} for {period}, issued on {issue_date}.
 
 Total: {total}
 Balance due: {balance}
@@ -55,12 +54,42 @@ Thank you for your business,
 {company}
 """
 
+# Earlier versions' default texts, word for word.  Saving Settings → E-mail stores the text
+# shown, so an office that never edited it has one of these saved: it follows the current
+# default instead (nobody chose the old wording).
+EARLIER_DEFAULT_INVOICE_BODIES = (
+    """Dear {client},
+
+please find attached invoice {number} for {period}, issued on {issue_date}.
+
+Total: {total}
+Balance due: {balance}
+Due date: {due_date}
+
+Payment: {payment_method}
+
+If you have any questions about this invoice, just reply to this e-mail.
+
+Thank you for your business,
+{company}
+""",
+)
+
+
+def invoice_body_template(saved: str | None) -> str:
+    """The invoice body to use: the saved one, or the default when none (or an unedited old default) is saved."""
+    text = (saved or "").replace("\r\n", "\n").strip("\n")
+    if not text.strip() or text in {body.strip("\n") for body in EARLIER_DEFAULT_INVOICE_BODIES}:
+        return DEFAULT_INVOICE_BODY
+    return saved or DEFAULT_INVOICE_BODY
+
+
 # Credit notes do not use the office's invoice template: its wording ("please
 # pay by …") would be wrong for a document that gives money back.
 CREDIT_NOTE_SUBJECT = "Credit note {number} from {company}"
 CREDIT_NOTE_BODY = """Dear {client},
 
-please find attached credit note {number}, issued on {issue_date}, for {total}.
+Please find attached credit note {number}, issued on {issue_date}, for {total}.
 
 It has been applied to your account; no payment is due for it.
 
@@ -70,11 +99,18 @@ Kind regards,
 {company}
 """
 
-AUTOPAY_WORDING = ("automatic payment (card on file): the amount will be charged to the payment method "
-                   "we have on file for you, so there is nothing for you to do.")
-BY_INVOICE_WORDING = "payment by invoice."
-CREDIT_NOTE_WORDING = "no payment is due for a credit note."
-VOID_WORDING = "no payment is due; this invoice has been voided."
+# The {payment_method} texts: each is whole sentences, read after "Payment: ".
+PAID_WORDING = "This invoice is paid in full — thank you; there is nothing to pay."
+AUTOPAY_WORDING = ("The balance will be charged automatically on {due_date} to the payment method we have on "
+                   "file for you, so there is nothing for you to do.")
+AUTOPAY_NO_DUE_DATE_WORDING = ("The balance will be charged automatically to the payment method we have on file "
+                               "for you, so there is nothing for you to do.")
+AUTOPAY_FAILED_WORDING = "The automatic payment on {due_date} did not go through, so the balance is still due."
+BY_INVOICE_WORDING = "Please pay by {due_date} as follows:"
+BY_INVOICE_PAST_DUE_WORDING = "This invoice was due on {due_date}; please pay the balance as follows:"
+UNCOLLECTIBLE_WORDING = "The balance of {balance} is still due; please pay it as follows:"
+CREDIT_NOTE_WORDING = "No payment is due for a credit note."
+VOID_WORDING = "No payment is due; this invoice has been voided."
 
 _FORMATTER = string.Formatter()
 
@@ -114,13 +150,13 @@ def render(template: str, values: dict[str, str]) -> str:
 # --- values of one invoice --------------------------------------------------
 
 def format_date(day: dt.date | None) -> str:
+    """The date as the PDF prints it (1 Oct 2026), so the e-mail and its attachment agree."""
     if day is None:
         return ""
-    return f"{calendar.month_name[day.month]} {day.day}, {day.year}"
-
-
-def _short_date(day: dt.date) -> str:
-    return f"{day.day} {calendar.month_abbr[day.month]} {day.year}"
+    # Imported here: ReportLab loads only when a document or an e-mail is made, not
+    # whenever mspbill.mail is imported (the command line starts without it).
+    from mspbill.pdf.layout import fmt_date
+    return fmt_date(day)
 
 
 def period_text(inv: Invoice) -> str:
@@ -129,7 +165,7 @@ def period_text(inv: Invoice) -> str:
         # One-time invoices have no billing period: name the month they were issued.
         return Month.of(inv.issue_date).label if inv.issue_date else ""
     if end is None or end == start:
-        return Month.of(start).label if start.day == 1 else _short_date(start)
+        return Month.of(start).label if start.day == 1 else format_date(start)
     first_month, last_month = Month.of(start), Month.of(end)
     if start == first_month.first_day and end == last_month.last_day:
         months = (last_month.year - first_month.year) * 12 + last_month.month - first_month.month + 1
@@ -140,18 +176,59 @@ def period_text(inv: Invoice) -> str:
         if months == 12 and start.month == 1:
             return str(start.year)
         return f"{first_month.label} – {last_month.label}"
-    return f"{_short_date(start)} – {_short_date(end)}"
+    return f"{format_date(start)} – {format_date(end)}"
 
 
-def payment_method_text(inv: Invoice, client: Client, company: CompanyProfile | None) -> str:
+def is_past_due(inv: Invoice, today: dt.date) -> bool:
+    return inv.due_date is not None and today > inv.due_date and balance_cents(inv) > 0
+
+
+def _contact(company: CompanyProfile | None) -> str:
+    email = (company.email if company else "").strip()
+    return f"contact us at {email}" if email else "contact our office"
+
+
+def _how_to_pay(inv: Invoice, company: CompanyProfile | None) -> str:
+    """The office's payment instructions and the number to quote (as the PDF's "How to pay")."""
+    instructions = (company.payment_instructions if company else "").strip()
+    quote = f"Please quote {inv.number} with your payment." if inv.number else ""
+    if not instructions:
+        return " ".join(filter(None, [quote, f"For our payment details, {_contact(company)}."]))
+    if quote and "quote" not in instructions.casefold():  # the office may have said it already
+        instructions += "\n" + quote
+    return instructions
+
+
+def payment_method_text(inv: Invoice, client: Client, company: CompanyProfile | None,
+                        today: dt.date | None = None) -> str:
+    """What the client has to do about this invoice as of today: it follows the invoice's
+    state (paid, open, past due, written off), not only whether the client is on autopay."""
+    today = today or dt.date.today()
     if inv.kind is InvoiceKind.CREDIT_NOTE:
         return CREDIT_NOTE_WORDING
     if inv.status is InvoiceStatus.VOID:
         return VOID_WORDING
+    if balance_cents(inv) == 0:
+        return PAID_WORDING
+    due = format_date(inv.due_date)
+    if inv.status is InvoiceStatus.UNCOLLECTIBLE:
+        # Written off in the office's books, but the client still owes it: never "nothing to do".
+        balance = format_amount(balance_cents(inv), inv.currency)
+        return UNCOLLECTIBLE_WORDING.format(balance=balance) + "\n" + _how_to_pay(inv, company)
     if client.autopay:
-        return AUTOPAY_WORDING
-    instructions = (company.payment_instructions if company else "").strip()
-    return BY_INVOICE_WORDING + ("\n" + instructions if instructions else "")
+        if not is_past_due(inv, today):
+            return AUTOPAY_WORDING.format(due_date=due) if due else AUTOPAY_NO_DUE_DATE_WORDING
+        # Still open after its due date: the charge on the due date failed.
+        failed = AUTOPAY_FAILED_WORDING.format(due_date=due)
+        if not (company.payment_instructions if company else "").strip():
+            quoting = f", quoting {inv.number}" if inv.number else ""
+            return f"{failed} Please {_contact(company)} to pay another way or to update your payment method{quoting}."
+        return (f"{failed} Please pay it as follows, or {_contact(company)} to update your payment method:\n"
+                + _how_to_pay(inv, company))
+    if not due:
+        return _how_to_pay(inv, company)
+    wording = BY_INVOICE_PAST_DUE_WORDING if is_past_due(inv, today) else BY_INVOICE_WORDING
+    return wording.format(due_date=due) + "\n" + _how_to_pay(inv, company)
 
 
 def balance_cents(inv: Invoice) -> int:
@@ -160,8 +237,8 @@ def balance_cents(inv: Invoice) -> int:
     return max(0, inv.balance_cents)
 
 
-def invoice_values(session: Session, inv: Invoice) -> dict[str, str]:
-    """Every placeholder's text for this invoice, as of now."""
+def invoice_values(session: Session, inv: Invoice, today: dt.date | None = None) -> dict[str, str]:
+    """Every placeholder's text for this invoice, as of today (default: the computer's date)."""
     client = inv.client
     company = session.get(CompanyProfile, 1)
     bill_to_name = (inv.bill_to or {}).get("name") if isinstance(inv.bill_to, dict) else None
@@ -174,7 +251,7 @@ def invoice_values(session: Session, inv: Invoice) -> dict[str, str]:
         "due_date": format_date(inv.due_date),
         "issue_date": format_date(inv.issue_date),
         "period": period_text(inv),
-        "payment_method": payment_method_text(inv, client, company),
+        "payment_method": payment_method_text(inv, client, company, today),
         "company": company.name if company else "",
     }
 
@@ -183,6 +260,8 @@ def sample_values() -> dict[str, str]:
     """Example values, for a preview in Settings → E-mail."""
     return {
         "client": "Zürich Dental GmbH", "number": "INV-000123", "total": "$1,234.50", "balance": "$1,234.50",
-        "due_date": "December 1, 2026", "issue_date": "November 1, 2026", "period": "November 2026",
-        "payment_method": BY_INVOICE_WORDING, "company": "Your company",
+        "due_date": "1 Dec 2026", "issue_date": "1 Nov 2026", "period": "November 2026",
+        "payment_method": BY_INVOICE_WORDING.format(due_date="1 Dec 2026")
+        + "\n(your payment instructions)\nPlease quote INV-000123 with your payment.",
+        "company": "Your company",
     }

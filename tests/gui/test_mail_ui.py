@@ -21,6 +21,7 @@ from mspbill.agreements import LineDraft
 from mspbill.db.models import MailSettings, OutboxMessage
 from mspbill.mail import (
     MailSettingsDraft,
+    SendReport,
     mail_settings_draft,
     queue_invoice_email,
     save_mail_settings,
@@ -40,11 +41,15 @@ from ui.email_actions import (
     EmailRunner,
     SendOutcome,
     SendProgressDialog,
+    UnsentCount,
+    details,
     email_invoices,
     email_unsent_invoices,
+    unsent_question,
 )
 from ui.generate_dialog import GenerateDialog
-from ui.mail_settings_form import MailSettingsForm
+from ui.invoices_screen import InvoicesScreen
+from ui.mail_settings_form import NO_KEYRING_NOTE, MailSettingsForm
 from ui.main_window import MainWindow
 from ui.outbox_screen import OutboxScreen
 
@@ -148,6 +153,54 @@ def close_report(runner: EmailRunner) -> tuple[str, str]:
 def attachments(received) -> list[tuple[str, str, bytes]]:
     return [(part.get_filename(), part.get_content_type(), part.get_content())
             for part in received.message.iter_attachments()]
+
+
+# --- the words of the send report ----------------------------------------------------------
+
+@pytest.mark.parametrize("still_queued, expected", [
+    (1, "The e-mail not sent stays in the Outbox and is retried automatically."),
+    (3, "The 3 e-mails not sent stay in the Outbox and are retried automatically."),
+])
+def test_a_stopped_send_says_what_happens_to_the_rest_in_singular_or_plural(still_queued, expected) -> None:
+    outcome = SendOutcome(SendReport(still_queued=still_queued, stopped_reason="The server refused the login."),
+                          still_queued=still_queued)
+    assert details(outcome) == "Sending stopped: The server refused the login.\n\n" + expected
+
+
+@pytest.mark.parametrize("still_queued, expected", [
+    (1, ("You stopped the run. The e-mail not sent yet stays in the Outbox and goes with the next send "
+         "(automatically within a few minutes), unless you discard it there.")),
+    (2, ("You stopped the run. The 2 e-mails not sent yet stay in the Outbox and go with the next send "
+         "(automatically within a few minutes), unless you discard them there.")),
+])
+def test_a_cancelled_send_says_what_happens_to_the_rest_in_singular_or_plural(still_queued, expected) -> None:
+    outcome = SendOutcome(SendReport(sent=1, still_queued=still_queued, cancelled=True), sent=1,
+                          still_queued=still_queued)
+    assert details(outcome) == expected
+
+
+@pytest.mark.parametrize("can_go, no_address, expected", [
+    (1, 0, "E-mail 1 issued invoice that has never been e-mailed? The client receives it with the PDF attached."),
+    (1, 3, ("E-mail 1 issued invoice that has never been e-mailed? The client receives it with the PDF attached."
+            "\n\n3 more invoices cannot be e-mailed: their clients have no billing e-mail address (they are listed "
+            "afterwards).")),
+    (4, 1, ("E-mail 4 issued invoices that have never been e-mailed? Each client receives its invoice with the PDF "
+            "attached.\n\n1 more invoice cannot be e-mailed: the client has no billing e-mail address (it is listed "
+            "afterwards).")),
+])
+def test_the_unsent_question_in_singular_or_plural(can_go, no_address, expected) -> None:
+    assert unsent_question(UnsentCount(True, can_go, no_address)) == expected
+
+
+def test_the_invoice_list_has_room_for_the_email_status(qtbot, ops, app_ctx, office) -> None:
+    screen = InvoicesScreen(ops)
+    qtbot.addWidget(screen)
+    screen.resize(1200, 700)
+    screen.show()
+    column = [c.title for c in screen.model.columns].index("E-mail")
+    metrics = screen.table.fontMetrics()
+    needed = max(metrics.horizontalAdvance(text) for text in ("Sent 2026-10-01", "Queued (retrying)"))
+    assert screen.table.columnWidth(column) >= needed + 16  # the cell's margins
 
 
 # --- Settings → E-mail -----------------------------------------------------------------
@@ -354,11 +407,34 @@ def test_password_goes_to_the_keyring_and_nowhere_else(qtbot, ops, app_ctx, offi
     assert form.status.text() == "The password was removed from SecretService Keyring."
 
 
+def test_without_a_secure_keyring_the_note_shows_only_when_a_password_is_needed(qtbot, ops, app_ctx, office):
+    form = _form(qtbot, ops)  # the fail backend: no secure keyring; no user name saved
+    assert form.username.text() == ""
+    assert not form.password_note.isVisible()  # no login, no password: nothing to warn about
+    form.username.setText(FROM)
+    assert form.password_note.isVisible()
+    note = form.password_note.text()
+    assert note == NO_KEYRING_NOTE and note.startswith("No secure keyring is available on this computer")
+    assert "nothing was saved" not in note.casefold()  # nothing has been tried: it must not read as a failure
+    assert "leave the user name empty" in note
+    tooltip = form.password_note.toolTip()  # the backends found, for whoever sets the computer up
+    assert tooltip.startswith("Keyrings found: ") and "nothing was saved" not in tooltip
+    form.username.setText("  ")
+    assert not form.password_note.isVisible()
+
+
+def test_without_a_secure_keyring_a_saved_user_name_shows_the_note_on_opening(qtbot, ops, app_ctx, office):
+    configure(app_ctx, 587, username=FROM)
+    form = _form(qtbot, ops)
+    assert form.username.text() == FROM and form.password_note.isVisible()
+    assert form.password_note.text() == NO_KEYRING_NOTE
+
+
 def test_without_a_secure_keyring_the_form_says_so_and_saves_nothing(qtbot, ops, app_ctx, office):
     form = _form(qtbot, ops)  # the fail backend: no secure keyring
-    assert "No secure keyring is available" in form.password_note.text()
     form.host.setText("smtp.acme-it.example")
     form.username.setText(FROM)
+    assert "No secure keyring is available" in form.password_note.text()
     form.password.setText(PASSWORD)
     form.save_button.click()
     qtbot.waitUntil(lambda: bool(form.form.rows["password"].error.text()), timeout=10_000)
@@ -367,6 +443,9 @@ def test_without_a_secure_keyring_the_form_says_so_and_saves_nothing(qtbot, ops,
     assert "nothing was saved" in form.form.rows["password"].error.text()
     assert form.summary.text() == "Nothing was saved: the password cannot be kept safely on this computer."
     assert form.save_button.isEnabled()
+    assert not form.password_note.isVisible()  # the password row says it all
+    form.username.setText(FROM + "x")
+    assert not form.password_note.isVisible()
     with app_ctx.db.session() as s:
         assert s.get(MailSettings, 1) is None  # the settings were rolled back with it
     shot(form, "mail_settings_no_keyring")
@@ -409,7 +488,7 @@ def test_queued_while_the_server_is_down_then_sent_once_with_the_pdf(qtbot, ops,
     text, info = close_report(runner)
     assert text == "0 e-mails sent, 1 still queued."
     assert f"refused the connection on port {port}" in info
-    assert "stay in the Outbox and are retried automatically" in info
+    assert "The e-mail not sent stays in the Outbox and is retried automatically." in info
 
     screen = _outbox(qtbot, ops)
     assert not screen.banner.isVisible()
@@ -606,7 +685,7 @@ def test_email_unsent_invoices_from_the_outbox(qtbot, ops, app_ctx, office, serv
     outcome = run_and_wait(qtbot, ops, screen.runner, screen.unsent_button.click)
     assert asked == [("E-mail 2 issued invoices that have never been e-mailed? Each client receives its invoice "
                       "with the PDF attached.\n\n1 more invoice cannot be e-mailed: the client has no billing "
-                      "e-mail address (they are listed afterwards).")]
+                      "e-mail address (it is listed afterwards).")]
     assert outcome.sent == 2 and [s.number for s in outcome.skipped] == ["INV-000003"]
     close_report(screen.runner)
     qtbot.waitUntil(lambda: screen.model.rowCount() == 2, timeout=10_000)
