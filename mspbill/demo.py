@@ -42,7 +42,7 @@ COMPANY = CompanyDraft(
     currency="USD", invoice_number_pattern="INV-{n:06d}", default_payment_terms_days="30",
     paper_size="letter",
     payment_instructions=("ACH or wire: First Cascade Bank, routing 123000848, account 4401 2278 19\n"
-                          "Checks payable to Northwind Managed IT, LLC, mailed to the address above."),
+                          "Checks payable to Northwind Managed IT, LLC: 1200 NW Naito Parkway, Suite 410, Portland, OR 97209"),
 )
 
 # Real-looking client names; a few on purpose with accents, other scripts and apostrophes.
