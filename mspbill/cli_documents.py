@@ -143,23 +143,6 @@ def _report_json(report: Any) -> dict[str, Any]:
             "errors": {str(k): v for k, v in report.errors.items()}}
 
 
-def _queue_unsent(ctx: AppContext, *, commit: bool) -> Any:
-    from mspbill.mail import queue_unsent_invoices
-
-    with ctx.db.write_session() as session:
-        transaction = session.begin()
-        try:
-            report = queue_unsent_invoices(session)
-        except BaseException:
-            transaction.rollback()
-            raise
-        if commit:
-            transaction.commit()
-        else:
-            transaction.rollback()  # a count for the question or --dry-run; nothing queued
-        return report
-
-
 def _confirm(question: str) -> bool:
     if sys.stdin is None or not sys.stdin.isatty():
         return False
@@ -191,7 +174,11 @@ def _print_send_outcome(report: Any, number: str | None) -> None:
 def cmd_invoices_email(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.cli import emit_json
     from mspbill.invoicing import find_invoice
-    from mspbill.mail import queue_invoice_email
+    from mspbill.mail import (
+        count_unsent_invoices,
+        queue_invoice_email,
+        queue_unsent_invoices,
+    )
 
     if (args.number is None) == (not args.unsent):
         raise DocumentCliError("Give the invoice number to e-mail, for example `mspbill invoices email INV-000123`, "
@@ -200,22 +187,22 @@ def cmd_invoices_email(ctx: AppContext, args: argparse.Namespace) -> int:
         raise DocumentCliError("--dry-run and --yes go with --unsent.")
     skipped: list[Any] = []
     if args.unsent:
-        preview = _queue_unsent(ctx, commit=False)
-        skipped = preview.skipped
-        count = len(preview.queued)
+        with ctx.db.session() as session:
+            unsent = count_unsent_invoices(session)
+        count = unsent.can_go
         if args.dry_run or (count and not args.yes and not _confirm(
                 f"E-mail {count} invoice{'s' if count != 1 else ''} that {'were' if count != 1 else 'was'} "
                 "never e-mailed, with their PDFs?")):
             if args.json:
-                emit_json({"would_queue": count, "queued": 0, "skipped": [
-                    {"number": x.number, "client": x.client_name, "reason": x.reason} for x in skipped]})
+                emit_json({"would_queue": count, "queued": 0, "no_address": unsent.no_address})
                 return EXIT_OK
-            for x in skipped:
-                print(f"Cannot e-mail {x.number} ({x.client_name}): {x.reason}")
+            if unsent.no_address:
+                print(f"{unsent.no_address} more cannot be e-mailed: the client has no billing e-mail address.")
             print(f"{count} invoice{'s' if count != 1 else ''} never e-mailed would be e-mailed."
                   + ("" if args.dry_run else " Nothing was sent: add --yes to send them (or answer y at the prompt)."))
             return EXIT_OK if args.dry_run or not count else EXIT_USAGE
-        queued = _queue_unsent(ctx, commit=True)
+        with ctx.db.write_session() as session, session.begin():
+            queued = queue_unsent_invoices(session)
         message_ids, skipped = queued.outbox_ids, queued.skipped
     else:
         with ctx.db.write_session() as session, session.begin():
@@ -241,13 +228,14 @@ def cmd_invoices_email(ctx: AppContext, args: argparse.Namespace) -> int:
 
 def cmd_outbox_send(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.cli import emit_json
-    from mspbill.mail import list_outbox
+    from mspbill.db.models import OutboxMessage
+    from mspbill.mail import queued_message_ids
 
-    message_ids: list[int] | None = None
     with ctx.db.session() as session:
-        queued = list_outbox(session, status="queued", limit=100_000)
-    if args.all:
-        message_ids = [r.id for r in queued]
+        queued = queued_message_ids(session)  # due first, so queued[0] is the next try
+        first = session.get(OutboxMessage, queued[0]) if queued else None
+        later = first.next_attempt_at if first is not None else None
+    message_ids = queued if args.all else None
     report = _send(ctx, message_ids) if message_ids is None or message_ids else None
     if args.json:
         emit_json(_report_json(report) if report else {"sent": 0, "failed": 0, "still_queued": 0,
@@ -255,7 +243,6 @@ def cmd_outbox_send(ctx: AppContext, args: argparse.Namespace) -> int:
     elif report is not None and (report.sent or report.failed or report.still_queued):
         print(report.summary)
     elif queued:
-        later = min((r.next_attempt_at for r in queued if r.next_attempt_at), default=None)
         when = f"; the next try is at {later.astimezone().strftime('%H:%M')}" if later else ""
         print(f"Nothing is due now: {len(queued)} message{'s are' if len(queued) != 1 else ' is'} waiting to be "
               f"retried{when}. `mspbill outbox send --all` sends them now.")

@@ -33,13 +33,12 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mspbill.db.models import (
     Client,
     Invoice,
-    InvoiceStatus,
     OutboxMessage,
     OutboxStatus,
 )
@@ -47,9 +46,12 @@ from mspbill.mail import (
     QueueReport,
     SendReport,
     SkippedInvoice,
+    UnsentCount,
+    count_unsent_invoices,
     is_configured,
     queue_invoice_email,
     queue_unsent_invoices,
+    queued_message_ids,
     send_outbox,
 )
 from mspbill.secrets import SMTP_PASSWORD, SecretStore
@@ -205,12 +207,6 @@ def _outcome(session: Session, report: SendReport, requested: list[int] | None,
         counts = {"sent": report.sent, "failed": report.failed, "queued": report.still_queued}
     return SendOutcome(report, counts["sent"], counts["failed"], counts["queued"], tuple(problems),
                        tuple(skipped), background)
-
-
-def queued_message_ids(session: Session) -> list[int]:
-    """Every queued message, due or waiting for its next try ("Send now" sends them all)."""
-    return list(session.scalars(select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.QUEUED)
-                                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)))
 
 
 ALL_QUEUED = "all queued"
@@ -521,25 +517,6 @@ def email_invoices(parent: QWidget | None, ops: Ops, runner: EmailRunner | None,
 
     _queue_then_send(parent, ops, runner or EmailRunner.for_ops(ops), queue, done,
                      single=len(ids) == 1)
-
-
-@dataclass(frozen=True)
-class UnsentCount:
-    configured: bool
-    can_go: int          # issued, never e-mailed, the client has a billing e-mail address
-    no_address: int      # the same, but the client has none
-
-
-def count_unsent_invoices(session: Session) -> UnsentCount:
-    """Issued invoices (open or paid, credit notes too) never put in the outbox, as
-    queue_unsent_invoices(session) would find them."""
-    ever_queued = select(OutboxMessage.id).where(OutboxMessage.invoice_id == Invoice.id).exists()
-    has_address = func.trim(Client.billing_emails) != ""
-    rows: dict[bool, int] = dict(session.execute(  # type: ignore[arg-type]
-        select(has_address, func.count()).select_from(Invoice).join(Client, Client.id == Invoice.client_id)
-        .where(Invoice.status.in_([InvoiceStatus.OPEN, InvoiceStatus.PAID]), ~ever_queued)
-        .group_by(has_address)).all())
-    return UnsentCount(is_configured(session), int(rows.get(True, 0)), int(rows.get(False, 0)))
 
 
 def unsent_question(count: UnsentCount) -> str:

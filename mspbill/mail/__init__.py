@@ -14,13 +14,16 @@ from mspbill.mail.outbox import (
     QueueReport,
     SendReport,
     SkippedInvoice,
+    UnsentCount,
     backoff,
+    count_unsent_invoices,
     discard_messages,
     email_status_by_invoice,
     list_outbox,
     outbox_counts,
     queue_invoice_email,
     queue_unsent_invoices,
+    queued_message_ids,
     retry_messages,
     send_outbox,
 )
@@ -37,8 +40,9 @@ from mspbill.mail.templates import PLACEHOLDERS, render, sample_values
 
 __all__ = [
     "BACKOFF_MINUTES", "PLACEHOLDERS", "EmailStatus", "MailError", "MailSettingsDraft", "OutboxRow",
-    "QueueReport", "SendReport", "SkippedInvoice", "SmtpAccount", "backoff", "classify", "discard_messages",
+    "QueueReport", "SendReport", "SkippedInvoice", "SmtpAccount", "UnsentCount", "backoff", "classify",
+    "count_unsent_invoices", "discard_messages",
     "email_status_by_invoice", "is_configured", "list_outbox", "mail_settings_draft", "outbox_counts",
-    "queue_invoice_email", "queue_unsent_invoices", "render", "retry_messages", "sample_values",
+    "queue_invoice_email", "queue_unsent_invoices", "queued_message_ids", "render", "retry_messages", "sample_values",
     "save_mail_settings", "send_outbox", "send_test_email", "validate_mail_settings",
 ]

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from email.utils import make_msgid
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, defer, selectinload
 
 from mspbill import audit
 from mspbill.db.engine import Database
@@ -39,7 +39,12 @@ from mspbill.db.models import (
     OutboxStatus,
 )
 from mspbill.invoicing import get_invoice
-from mspbill.mail.settings import NOT_CONFIGURED, SmtpAccount, load_account
+from mspbill.mail.settings import (
+    NOT_CONFIGURED,
+    SmtpAccount,
+    is_configured,
+    load_account,
+)
 from mspbill.mail.smtp import (
     Attachment,
     MailError,
@@ -258,6 +263,10 @@ def queue_invoice_email(session: Session, invoice_id: int, *, now: dt.datetime |
     return _queue(session, settings, inv, now).id
 
 
+# Status lists read many messages: not their bodies, nor a stored attachment's bytes.
+_NOT_BULKY = (defer(OutboxMessage.body), defer(OutboxMessage.attachment_data))
+
+
 def _latest_messages(session: Session, invoice_ids: Sequence[int] | None) -> dict[int, OutboxMessage]:
     latest: dict[int, OutboxMessage] = {}
     newest = (select(func.max(OutboxMessage.id)).where(OutboxMessage.invoice_id.is_not(None))
@@ -270,7 +279,8 @@ def _latest_messages(session: Session, invoice_ids: Sequence[int] | None) -> dic
         chunks = [ids[i:i + _IN_CHUNK] for i in range(0, len(ids), _IN_CHUNK)]
     for chunk in chunks:
         stmt = newest if chunk is None else newest.where(OutboxMessage.invoice_id.in_(chunk))
-        for msg in session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(stmt.scalar_subquery()))):
+        for msg in session.scalars(select(OutboxMessage).options(*_NOT_BULKY)
+                                   .where(OutboxMessage.id.in_(stmt.scalar_subquery()))):
             assert msg.invoice_id is not None
             latest[msg.invoice_id] = msg
     return latest
@@ -283,6 +293,34 @@ def _already_reason(msg: OutboxMessage) -> str:
     if msg.status is OutboxStatus.FAILED:
         return f"Its e-mail failed: {msg.last_error} Retry it in the Outbox."
     return "Already waiting in the outbox."
+
+
+# What "unsent" means, for queue_unsent_invoices and count_unsent_invoices alike.
+_ISSUED = Invoice.status.in_([InvoiceStatus.OPEN, InvoiceStatus.PAID])
+_EVER_QUEUED = select(OutboxMessage.id).where(OutboxMessage.invoice_id == Invoice.id).exists()
+
+
+@dataclass(frozen=True)
+class UnsentCount:
+    configured: bool
+    can_go: int          # issued, never e-mailed, the client has a billing e-mail address
+    no_address: int      # the same, but the client has none
+
+
+def count_unsent_invoices(session: Session) -> UnsentCount:
+    """How many invoices queue_unsent_invoices(session) would queue, and how many it
+    would skip for want of an address; one query, nothing rendered or written."""
+    has_address = func.trim(Client.billing_emails) != ""
+    rows: dict[bool, int] = dict(session.execute(  # type: ignore[arg-type]
+        select(has_address, func.count()).select_from(Invoice).join(Client, Client.id == Invoice.client_id)
+        .where(_ISSUED, ~_EVER_QUEUED).group_by(has_address)).all())
+    return UnsentCount(is_configured(session), int(rows.get(True, 0)), int(rows.get(False, 0)))
+
+
+def queued_message_ids(session: Session) -> list[int]:
+    """Every queued message, due or waiting for its next try ("Send now" sends them all)."""
+    return list(session.scalars(select(OutboxMessage.id).where(OutboxMessage.status == OutboxStatus.QUEUED)
+                                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)))
 
 
 def queue_unsent_invoices(session: Session, invoice_ids: list[int] | None = None, *,
@@ -302,11 +340,9 @@ def queue_unsent_invoices(session: Session, invoice_ids: list[int] | None = None
     invoices: list[Invoice] = []
     already_handled = 0
     if invoice_ids is None:
-        issued = Invoice.status.in_([InvoiceStatus.OPEN, InvoiceStatus.PAID])
-        ever_queued = select(OutboxMessage.id).where(OutboxMessage.invoice_id == Invoice.id).exists()
-        invoices = list(session.scalars(stmt.where(issued, ~ever_queued)))
+        invoices = list(session.scalars(stmt.where(_ISSUED, ~_EVER_QUEUED)))
         already_handled = int(session.scalar(select(func.count()).select_from(Invoice)
-                                             .where(issued, ever_queued)) or 0)
+                                             .where(_ISSUED, _EVER_QUEUED)) or 0)
         latest: dict[int, OutboxMessage] = {}
     else:
         ids = list(dict.fromkeys(invoice_ids))
@@ -341,7 +377,7 @@ def queue_unsent_invoices(session: Session, invoice_ids: list[int] | None = None
 # --- status -----------------------------------------------------------------------
 
 def list_outbox(session: Session, *, status: str | None = None, limit: int = 500) -> list[OutboxRow]:
-    stmt = (select(OutboxMessage, Invoice.number, Client.legal_name)
+    stmt = (select(OutboxMessage, Invoice.number, Client.legal_name).options(*_NOT_BULKY)
             .outerjoin(Invoice, Invoice.id == OutboxMessage.invoice_id)
             .outerjoin(Client, Client.id == OutboxMessage.client_id)
             .order_by(OutboxMessage.created_at.desc(), OutboxMessage.id.desc())

@@ -269,12 +269,7 @@ def _status_badge(doc: InvoiceDocument) -> str:
 
 
 def _bill_to_block(doc: InvoiceDocument) -> list[Flowable]:
-    s = layout.styles()
-    out: list[Flowable] = [para("BILL TO", s.head), gap(3), para(doc.bill_to_name, s.body, bold=True)]
-    details = list(doc.bill_to_address) + list(doc.bill_to_emails)
-    if details:
-        out.append(para("\n".join(details), s.small))
-    return out
+    return layout.party_block("BILL TO", doc.bill_to_name, [*doc.bill_to_address, *doc.bill_to_emails])
 
 
 def _summary_box(doc: InvoiceDocument, width: float) -> Flowable:

@@ -440,6 +440,15 @@ def table_style(commands: Sequence[tuple[object, ...]]) -> TableStyle:
     return TableStyle([("FONTNAME", (0, 0), (-1, -1), REGULAR), *commands])
 
 
+def party_block(heading: str, name: str, lines: Sequence[str]) -> list[Flowable]:
+    """Who a document is for: a small heading, the name in bold, then address and e-mail lines."""
+    s = styles()
+    out: list[Flowable] = [para(heading, s.head), gap(3), para(name, s.body, bold=True)]
+    if lines:
+        out.append(para("\n".join(lines), s.small))
+    return out
+
+
 def key_value_table(rows: Sequence[tuple[str, str]], width: float, *, bold_keys: Sequence[str] = ()) -> Table:
     """Right-hand facts ("Issue date   3 Dec 2026"), right aligned."""
     s = styles()

@@ -261,12 +261,7 @@ def _title_block(doc: StatementDocument, width: float) -> list[Flowable]:
 
 
 def _client_block(doc: StatementDocument) -> list[Flowable]:
-    s = layout.styles()
-    out: list[Flowable] = [para("ACCOUNT", s.head), gap(3), para(doc.client_name, s.body, bold=True)]
-    details = list(doc.client_address) + list(doc.client_emails)
-    if details:
-        out.append(para("\n".join(details), s.small))
-    return out
+    return layout.party_block("ACCOUNT", doc.client_name, [*doc.client_address, *doc.client_emails])
 
 
 def _summary_box(doc: StatementDocument, width: float) -> Flowable:
