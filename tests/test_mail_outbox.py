@@ -38,7 +38,6 @@ from mspbill.mail import (
     save_mail_settings,
     send_outbox,
 )
-from mspbill.mail.templates import EARLIER_DEFAULT_INVOICE_BODIES
 from mspbill.validation import ValidationError
 
 # aiosmtpd's own notices when a test server allows a login without TLS.
@@ -108,12 +107,6 @@ def server() -> Iterator[SmtpTestServer]:
 
 
 # --- the text ---------------------------------------------------------------------------
-
-def test_an_unedited_old_default_text_follows_the_current_default(office: Office) -> None:
-    office.configure(free_port(), invoice_body=EARLIER_DEFAULT_INVOICE_BODIES[0])  # saved by an earlier version
-    body = office.message(office.queue()).body
-    assert f"Dear {CLIENT},\n\nPlease find attached invoice INV-000001" in body
-
 
 def test_an_edited_text_is_used_as_written(office: Office) -> None:
     office.configure(free_port(), invoice_body="Hello {client},\n\nplease find {number} attached.\n")

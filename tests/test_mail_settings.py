@@ -32,7 +32,6 @@ from mspbill.mail.templates import (
     CREDIT_NOTE_WORDING,
     DEFAULT_INVOICE_BODY,
     DEFAULT_INVOICE_SUBJECT,
-    EARLIER_DEFAULT_INVOICE_BODIES,
     PAID_WORDING,
     check_template,
     invoice_values,
@@ -143,13 +142,7 @@ def test_save_and_read_back_with_an_audit_entry(db) -> None:
     assert len(entries) == 1 and "smtp.acme-it.example:465" in entries[0].summary
 
 
-def test_a_saved_unedited_old_default_text_reads_as_the_current_default(db) -> None:
-    old_default = EARLIER_DEFAULT_INVOICE_BODIES[0]
-    assert old_default.startswith("Dear {client},\n\nplease find") and old_default != DEFAULT_INVOICE_BODY
-    with db.write_session() as s, s.begin():
-        save_mail_settings(s, _good(invoice_body=old_default))
-    with db.session() as s:
-        assert mail_settings_draft(s).invoice_body == DEFAULT_INVOICE_BODY
+def test_a_saved_edited_text_is_kept_as_written(db) -> None:
     with db.write_session() as s, s.begin():
         save_mail_settings(s, _good(invoice_body="Hi {client},\n\nplease find {number} attached."))
     with db.session() as s:

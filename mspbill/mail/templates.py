@@ -54,34 +54,9 @@ Thank you for your business,
 {company}
 """
 
-# Earlier versions' default texts, word for word.  Saving Settings → E-mail stores the text
-# shown, so an office that never edited it has one of these saved: it follows the current
-# default instead (nobody chose the old wording).
-EARLIER_DEFAULT_INVOICE_BODIES = (
-    """Dear {client},
-
-please find attached invoice {number} for {period}, issued on {issue_date}.
-
-Total: {total}
-Balance due: {balance}
-Due date: {due_date}
-
-Payment: {payment_method}
-
-If you have any questions about this invoice, just reply to this e-mail.
-
-Thank you for your business,
-{company}
-""",
-)
-
-
 def invoice_body_template(saved: str | None) -> str:
-    """The invoice body to use: the saved one, or the default when none (or an unedited old default) is saved."""
-    text = (saved or "").replace("\r\n", "\n").strip("\n")
-    if not text.strip() or text in {body.strip("\n") for body in EARLIER_DEFAULT_INVOICE_BODIES}:
-        return DEFAULT_INVOICE_BODY
-    return saved or DEFAULT_INVOICE_BODY
+    """The invoice body to use: the saved one, or the default when none is saved."""
+    return saved if saved and saved.strip() else DEFAULT_INVOICE_BODY
 
 
 # Credit notes do not use the office's invoice template: its wording ("please
