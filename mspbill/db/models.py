@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -219,6 +220,10 @@ class Client(Base):
     tax_rate_percent: Mapped[Decimal] = mapped_column(ExactDecimal, default=Decimal(0))
     payment_terms_days: Mapped[int] = mapped_column(Integer, default=30)
     autopay: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The autopay incentive for this client, in percent; NULL follows the company's.
+    autopay_discount_percent: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
+    # Autopay charges invoices up to this total without asking; above it, approval first. NULL: no cap.
+    autopay_cap_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
     notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[ClientStatus] = mapped_column(
         _enum(ClientStatus, "client_status"), default=ClientStatus.ACTIVE, index=True)
@@ -370,18 +375,23 @@ class PaymentMethod(str, enum.Enum):
     WIRE = "wire"
     ACH = "ach"      # a bank transfer made outside the processor
     CARD = "card"    # through the processor
+    BANK_DEBIT = "bank_debit"  # a US bank account debited through the processor (Stripe ACH Direct Debit)
     OTHER = "other"
 
     @property
     def label(self) -> str:
         return {"check": "Check", "cash": "Cash", "wire": "Wire transfer", "ach": "ACH (outside Stripe)",
-                "card": "Card", "other": "Other"}[self.value]
+                "card": "Card", "bank_debit": "Bank debit (ACH)", "other": "Other"}[self.value]
 
     @property
     def client_label(self) -> str:
         """The name a client reads on invoices and statements; `label` is the office's."""
         return {"check": "Check", "cash": "Cash", "wire": "Wire transfer", "ach": "Bank transfer (ACH)",
-                "card": "Card", "other": "Other"}[self.value]
+                "card": "Card", "bank_debit": "Bank debit (ACH)", "other": "Other"}[self.value]
+
+    @property
+    def through_processor(self) -> bool:
+        return self in (PaymentMethod.CARD, PaymentMethod.BANK_DEBIT)
 
 
 class CreditReason(str, enum.Enum):
@@ -522,6 +532,9 @@ class Payment(Base):
     received_on: Mapped[dt.date] = mapped_column(Date, index=True)
     reference: Mapped[str] = mapped_column(String(100), default="")
     notes: Mapped[str] = mapped_column(Text, default="")
+    # A payment through the processor: its PaymentIntent, unique so that one intent is
+    # never recorded twice (the attempt that made it points here: ChargeAttempt.payment_id).
+    processor_intent_id: Mapped[str | None] = mapped_column(String(100), nullable=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     client: Mapped[Client] = relationship()
@@ -560,3 +573,219 @@ class AuditEntry(Base):
     entity_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     summary: Mapped[str] = mapped_column(String(500))
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+# --- the payment processor --------------------------------------------------------
+
+
+class ProcessorKind(str, enum.Enum):
+    NONE = "none"        # payments by hand only
+    STRIPE = "stripe"    # the key in each workstation's keyring says test or live
+    SANDBOX = "sandbox"  # the simulated processor: practice and demo, no money moves
+
+    @property
+    def label(self) -> str:
+        return {"none": "None (record payments by hand)", "stripe": "Stripe",
+                "sandbox": "Sandbox (simulated; no money moves)"}[self.value]
+
+
+class PaymentSettings(Base):
+    """How the office takes payments; one row (id = 1).  The Stripe key is not here
+    but in each workstation's OS keyring (house rule 6)."""
+
+    __tablename__ = "payment_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),
+                      CheckConstraint("setup_link_hours >= 1 AND setup_link_hours <= 24", name="link_hours_range"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    processor: Mapped[ProcessorKind] = mapped_column(_enum(ProcessorKind, "processor_kind"), default=ProcessorKind.NONE)
+    # Where a client lands after saving a card or bank account (optional).
+    setup_success_url: Mapped[str] = mapped_column(String(500), default="")
+    # How long a payment setup link stays usable (Stripe allows at most 24 hours).
+    setup_link_hours: Mapped[int] = mapped_column(Integer, default=24)
+    # The Stripe account the key belonged to when last tested, to notice a key from another account.
+    stripe_account_id: Mapped[str] = mapped_column(String(100), default="")
+    stripe_account_name: Mapped[str] = mapped_column(String(NAME_MAX), default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ProcessorMode(str, enum.Enum):
+    """Mirrors payments.gateway.ProcessorMode (the db layer does not import the payments layer)."""
+
+    TEST = "test"
+    LIVE = "live"
+    SANDBOX = "sandbox"
+
+
+class ProcessorCustomer(Base):
+    """A client's customer at the processor, one per mode (test and live customers differ)."""
+
+    __tablename__ = "processor_customers"
+    __table_args__ = (UniqueConstraint("client_id", "mode", name="uq_processor_customers_client_mode"),
+                      UniqueConstraint("mode", "customer_id", name="uq_processor_customers_mode_customer"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    mode: Mapped[ProcessorMode] = mapped_column(_enum(ProcessorMode, "processor_mode"))
+    customer_id: Mapped[str] = mapped_column(String(100))
+    # True when an existing customer was linked rather than created by mspbill.
+    linked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SavedMethodStatus(str, enum.Enum):
+    ACTIVE = "active"
+    REMOVED = "removed"
+
+
+class SavedPaymentMethod(Base):
+    """A card or bank account on file: the processor's id and what a person needs to
+    recognise it -- never the number."""
+
+    __tablename__ = "saved_payment_methods"
+    __table_args__ = (UniqueConstraint("mode", "method_id", name="uq_saved_payment_methods_mode_method"),
+                      Index("ix_saved_payment_methods_client_mode", "client_id", "mode"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"))
+    mode: Mapped[ProcessorMode] = mapped_column(_enum(ProcessorMode, "processor_mode"))
+    customer_id: Mapped[str] = mapped_column(String(100))
+    method_id: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))          # "card" or "us_bank_account"
+    brand: Mapped[str] = mapped_column(String(30), default="")
+    last4: Mapped[str] = mapped_column(String(4), default="")
+    exp_month: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    exp_year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    bank_name: Mapped[str] = mapped_column(String(100), default="")
+    # The one autopay charges (per client and mode).
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[SavedMethodStatus] = mapped_column(
+        _enum(SavedMethodStatus, "saved_method_status"), default=SavedMethodStatus.ACTIVE)
+    # A hard decline: autopay stops using it until the client gives a new method.
+    hard_declined_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    hard_decline_reason: Mapped[str] = mapped_column(String(500), default="")
+    source: Mapped[str] = mapped_column(String(30), default="setup_link")  # setup_link, linked_customer, demo
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class SetupLinkStatus(str, enum.Enum):
+    OPEN = "open"
+    COMPLETE = "complete"
+    EXPIRED = "expired"
+    CANCELED = "canceled"   # replaced by a newer link or withdrawn by the office
+
+
+class SetupLink(Base):
+    """A hosted page (Checkout, setup mode) sent to a client to save a card or bank account."""
+
+    __tablename__ = "setup_links"
+    __table_args__ = (Index("ix_setup_links_status", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    mode: Mapped[ProcessorMode] = mapped_column(_enum(ProcessorMode, "processor_mode"))
+    customer_id: Mapped[str] = mapped_column(String(100))
+    session_id: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[SetupLinkStatus] = mapped_column(
+        _enum(SetupLinkStatus, "setup_link_status"), default=SetupLinkStatus.OPEN)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    sent_to: Mapped[str] = mapped_column(String(EMAILS_MAX), default="")
+    method_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    last_checked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ChargeAttemptStatus(str, enum.Enum):
+    PENDING = "pending"          # written with its key; the processor has not answered yet
+    SUCCEEDED = "succeeded"
+    PROCESSING = "processing"    # ACH: settles in days
+    DECLINED = "declined"
+    UNKNOWN = "unknown"          # the processor may have charged: resolve before charging again
+    NOT_CHARGED = "not_charged"  # known to have charged nothing (refused request, resolved unknown)
+
+    @property
+    def in_flight(self) -> bool:
+        return self in IN_FLIGHT_STATUSES
+
+
+IN_FLIGHT_STATUSES = (ChargeAttemptStatus.PENDING, ChargeAttemptStatus.PROCESSING, ChargeAttemptStatus.UNKNOWN)
+
+
+class ChargeAttempt(Base):
+    """One attempt to charge one invoice through the processor, written with its
+    idempotency key before the processor is called (never charge twice)."""
+
+    __tablename__ = "charge_attempts"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        # At most one attempt in flight per invoice, whatever the program or the workstation.
+        Index("uq_charge_attempts_in_flight", "invoice_id", unique=True,
+              sqlite_where=text("status IN ('pending', 'processing', 'unknown')"),
+              postgresql_where=text("status IN ('pending', 'processing', 'unknown')")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    mode: Mapped[ProcessorMode] = mapped_column(_enum(ProcessorMode, "processor_mode"))
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    customer_id: Mapped[str] = mapped_column(String(100))
+    method_id: Mapped[str] = mapped_column(String(100))
+    method_kind: Mapped[str] = mapped_column(String(20))
+    method_label: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[ChargeAttemptStatus] = mapped_column(
+        _enum(ChargeAttemptStatus, "charge_attempt_status"), default=ChargeAttemptStatus.PENDING, index=True)
+    intent_id: Mapped[str | None] = mapped_column(String(100), nullable=True, index=True)
+    decline_code: Mapped[str] = mapped_column(String(100), default="")
+    decline_hard: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    message: Mapped[str] = mapped_column(String(500), default="")
+    origin: Mapped[str] = mapped_column(String(20), default="manual")   # manual, batch
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RefundStatus(str, enum.Enum):
+    REQUESTED = "requested"   # written with its key; the processor has not answered yet
+    SUCCEEDED = "succeeded"
+    PENDING = "pending"       # ACH refunds take days
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+    @property
+    def counts(self) -> bool:
+        """Whether the amount is (or may be) on its way back to the client."""
+        return self is not RefundStatus.FAILED
+
+
+class Refund(Base):
+    """Money given back on a processor payment, written with its key before the call."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (CheckConstraint("amount_cents > 0", name="amount_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    mode: Mapped[ProcessorMode] = mapped_column(_enum(ProcessorMode, "processor_mode"))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    refund_id: Mapped[str | None] = mapped_column(String(100), nullable=True, unique=True)
+    status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus, "refund_status"), default=RefundStatus.REQUESTED)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    message: Mapped[str] = mapped_column(String(500), default="")
+    credit_note_id: Mapped[int | None] = mapped_column(
+        ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True)
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
