@@ -20,8 +20,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
-    text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 

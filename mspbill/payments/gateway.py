@@ -397,8 +397,7 @@ def clean_secret_key(text: str) -> str:
     Raises KeyProblem for a publishable key, a key of another kind, or text that is not a key."""
     value = (text or "").strip()
     for prefix in ("Bearer ", "bearer ", "STRIPE_SECRET_KEY=", "STRIPE_API_KEY=", "api_key="):
-        if value.startswith(prefix):
-            value = value[len(prefix):]
+        value = value.removeprefix(prefix)
     value = "".join(ch for ch in value if not ch.isspace() and ch not in _QUOTES and ch != "\u200b")
     if not value:
         raise KeyProblem("No key was given; nothing was saved.")
