@@ -36,10 +36,11 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from mspbill.db.models import (
+    REFUND_APPLIED_STATUSES,
     AuditEntry,
     Client,
     ClientCredit,
@@ -48,6 +49,7 @@ from mspbill.db.models import (
     InvoiceKind,
     InvoiceStatus,
     Payment,
+    Refund,
 )
 
 WRITE_OFF_ACTION = "invoice.uncollectible"
@@ -131,10 +133,16 @@ def local_date(moment: dt.datetime) -> dt.date:
 
 
 def _paid_by(as_of: dt.date):  # type: ignore[no-untyped-def]
-    """Payments applied to the outer invoice, received on or before `as_of` (a correlated sum)."""
-    return (select(func.coalesce(func.sum(Payment.applied_cents), 0))
+    """Payments applied to the outer invoice, received on or before `as_of`, less what was
+    refunded of them by then (correlated sums)."""
+    paid = (select(func.coalesce(func.sum(Payment.applied_cents), 0))
             .where(Payment.invoice_id == Invoice.id, Payment.received_on <= as_of)
             .correlate(Invoice).scalar_subquery())
+    refunded = (select(func.coalesce(func.sum(Refund.amount_cents), 0))
+                .where(Refund.invoice_id == Invoice.id, Refund.status.in_(REFUND_APPLIED_STATUSES),
+                       Refund.refunded_on <= as_of)
+                .correlate(Invoice).scalar_subquery())
+    return paid - refunded
 
 
 def credit_note_to_invoice_sql():  # type: ignore[no-untyped-def]
@@ -178,12 +186,19 @@ def _as_datetime(value: object) -> dt.datetime:
 
 
 def _paid_until(as_of: dt.date, client_id: int | None):  # type: ignore[no-untyped-def]
-    """Per invoice: payments applied, received on or before `as_of` (one grouped pass over payments)."""
-    stmt = (select(Payment.invoice_id.label("invoice_id"), func.sum(Payment.applied_cents).label("cents"))
+    """Per invoice: payments applied, received on or before `as_of`, less refunds made by then
+    (one grouped pass over payments and refunds)."""
+    paid = (select(Payment.invoice_id.label("invoice_id"), Payment.applied_cents.label("cents"))
             .where(Payment.invoice_id.is_not(None), Payment.received_on <= as_of))
+    refunded = (select(Refund.invoice_id.label("invoice_id"), (-Refund.amount_cents).label("cents"))
+                .where(Refund.invoice_id.is_not(None), Refund.status.in_(REFUND_APPLIED_STATUSES),
+                       Refund.refunded_on <= as_of))
     if client_id is not None:
-        stmt = stmt.where(Payment.client_id == client_id)
-    return stmt.group_by(Payment.invoice_id).subquery("paid")
+        paid = paid.where(Payment.client_id == client_id)
+        refunded = refunded.where(Refund.client_id == client_id)
+    both = union_all(paid, refunded).subquery("movements")
+    return (select(both.c.invoice_id.label("invoice_id"), func.sum(both.c.cents).label("cents"))
+            .group_by(both.c.invoice_id).subquery("paid"))
 
 
 def _credited_until(as_of: dt.date, client_id: int | None):  # type: ignore[no-untyped-def]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mspbill import __version__, cli_documents
+from mspbill import __version__, cli_documents, cli_payments
 from mspbill.context import AppContext, open_context
 from mspbill.db.models import QUANTITY_SCALE
 from mspbill.db.schema import DatabaseOpenError
@@ -81,14 +81,20 @@ def cmd_demo(ctx: AppContext, args: argparse.Namespace) -> int:
 
     with ctx.db.write_session() as session, session.begin():
         summary = create_demo_office(session, clients=args.clients, seed=args.seed)
+    from mspbill.demo import demo_payment_methods
+    from mspbill.payments.processor import sandbox_gateway
+
+    methods_saved = demo_payment_methods(ctx.db, sandbox_gateway(ctx.paths.data_dir), seed=args.seed)
     if args.json:
-        emit_json({**dataclasses.asdict(summary), "database": ctx.db.describe()})
+        emit_json({**dataclasses.asdict(summary), "payment_methods": methods_saved, "database": ctx.db.describe()})
     else:
         print(f"Demo office created: {summary.clients} clients, {summary.agreements} agreements "
               f"in {ctx.db.describe()}.")
         print(f"It has issued {summary.invoices_issued} invoices over the last three months and recorded "
               f"{summary.payments} payments; {summary.drafts} drafts for {summary.draft_month} are ready: "
               f"`mspbill invoices issue --period {summary.draft_month}`.")
+        print(f"Payments go through the sandbox processor (simulated; no money moves): {methods_saved} autopay "
+              "clients have a card or bank account on file.")
     return EXIT_OK
 
 
@@ -501,8 +507,8 @@ def cmd_payments_list(ctx: AppContext, args: argparse.Namespace) -> int:
         emit_json([{**dataclasses.asdict(r), "credit_cents": r.credit_cents,
                     "amount": format_amount(r.amount_cents, r.currency)} for r in rows])
         return EXIT_OK
-    _print_table(["Received", "Client", "Invoice", "Method", "Reference", "Amount", "To credit"],
-                 [[r.received_on.isoformat(), r.client_name, r.invoice_number or "", r.method_label, r.reference,
+    _print_table(["ID", "Received", "Client", "Invoice", "Method", "Reference", "Amount", "To credit"],
+                 [[str(r.id), r.received_on.isoformat(), r.client_name, r.invoice_number or "", r.method_label, r.reference,
                    format_amount(r.amount_cents, r.currency),
                    format_amount(r.credit_cents, r.currency) if r.credit_cents else ""] for r in rows])
     totals: dict[str, int] = {}
@@ -564,6 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--json", action="store_true", help="print JSON")
     cl.set_defaults(func=cmd_clients_list)
     cli_documents.add_client_document_commands(clients)
+    cli_payments.add_client_payment_commands(clients)
 
     agreements = sub.add_parser("agreements", help="agreements").add_subparsers(dest="subcommand", required=True)
     al = agreements.add_parser("list", help="list agreements")
@@ -635,7 +642,8 @@ def _add_invoice_commands(sub: Any) -> None:
 
 
 def _add_payment_commands(sub: Any) -> None:
-    payments = sub.add_parser("payments", help="record and list payments received by hand").add_subparsers(
+    payments = sub.add_parser(
+        "payments", help="payments: record by hand, charge and refund through Stripe").add_subparsers(
         dest="subcommand", required=True)
     rec = payments.add_parser("record", help="record a check, cash, wire or ACH payment against an invoice")
     rec.add_argument("number", metavar="NUMBER", help="the invoice number, for example INV-000123")
@@ -653,6 +661,7 @@ def _add_payment_commands(sub: Any) -> None:
     ls.add_argument("--period", metavar="YYYY-MM", help="only payments received in this month")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=cmd_payments_list)
+    cli_payments.add_processor_commands(payments)
 
 
 def _utf8_output() -> None:
@@ -691,7 +700,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for message in messages:
                 print(f"  - {message}", file=sys.stderr)
         return EXIT_USAGE
-    except (CliError, cli_documents.DocumentCliError, MailError, DemoRefusedError, NotFoundError, KeyringUnavailableError, DatabaseOpenError, PeriodError,
+    except (CliError, *cli_payments.CLI_ERRORS, cli_documents.DocumentCliError, MailError, DemoRefusedError, NotFoundError, KeyringUnavailableError, DatabaseOpenError, PeriodError,
             ConcurrentGenerationError) as exc:
         print(f"mspbill: {exc}", file=sys.stderr)
         return EXIT_USAGE

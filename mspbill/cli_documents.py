@@ -304,7 +304,8 @@ def cmd_mail_test(ctx: AppContext, args: argparse.Namespace) -> int:
 
 # --- keys ---------------------------------------------------------------------
 
-KEY_NAMES = {"smtp": "smtp_password"}
+KEY_NAMES = {"smtp": "smtp_password", "stripe": "stripe_secret_key"}
+KEY_LABELS = {"smtp": "SMTP password", "stripe": "Stripe secret key"}
 
 
 def _read_secret(label: str) -> str:
@@ -321,10 +322,34 @@ def _read_secret(label: str) -> str:
 def cmd_keys_set(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.secrets import SecretStore
 
+    if args.name == "stripe":
+        from mspbill.cli_payments import cmd_keys_set_stripe
+
+        code = cmd_keys_set_stripe()
+        _suggest_processor(ctx)
+        return code
     store = SecretStore()
     store.set(KEY_NAMES[args.name], _read_secret("SMTP password"))
     print(f"Saved the {args.name.upper()} password in {store.describe()}.")
     return EXIT_OK
+
+
+def _suggest_processor(ctx: AppContext) -> None:
+    """A first Stripe key turns Stripe on; an office on the sandbox is told how to switch."""
+    from mspbill.db.models import ProcessorKind
+    from mspbill.payments.processor import (
+        PaymentSettingsDraft,
+        payment_settings,
+        save_settings,
+    )
+
+    with ctx.db.write_session() as s, s.begin():
+        row = payment_settings(s)
+        if row.processor is ProcessorKind.NONE:
+            save_settings(s, PaymentSettingsDraft("stripe", row.setup_success_url, str(row.setup_link_hours)))
+            print("Payments now go through Stripe. Check the key with `mspbill payments test`.")
+        elif row.processor is ProcessorKind.SANDBOX:
+            print("This office uses the sandbox; switch with `mspbill payments use stripe` when ready.")
 
 
 def cmd_keys_delete(ctx: AppContext, args: argparse.Namespace) -> int:
@@ -332,25 +357,31 @@ def cmd_keys_delete(ctx: AppContext, args: argparse.Namespace) -> int:
 
     store = SecretStore()
     removed = store.delete(KEY_NAMES[args.name])
-    print(f"Removed the {args.name.upper()} password from {store.describe()}." if removed
-          else f"No {args.name.upper()} password was saved.")
+    label = KEY_LABELS[args.name]
+    print(f"Removed the {label} from {store.describe()}." if removed else f"No {label} was saved.")
     return EXIT_OK
 
 
 def cmd_keys_status(ctx: AppContext, args: argparse.Namespace) -> int:
     from mspbill.cli import emit_json
+    from mspbill.cli_payments import stripe_status_lines
+    from mspbill.payments.processor import stripe_key_status
     from mspbill.secrets import SecretStore
 
     store = SecretStore()
     status = store.status()  # which are set, never their values
+    stripe = stripe_key_status(store)
     document = {"keyring": store.describe(), "smtp_password": status["smtp_password"],
-                "stripe_secret_key": status["stripe_secret_key"]}
+                "stripe_secret_key": status["stripe_secret_key"],
+                "stripe_mode": stripe.mode.value if stripe.mode else None,
+                "stripe_key_masked": stripe.masked or None, "stripe_key_restricted": stripe.restricted}
     if args.json:
         emit_json(document)
     else:
         print(f"Keyring: {document['keyring']}")
         print(f"SMTP password: {'saved' if document['smtp_password'] else 'not saved'}")
-        print(f"Stripe secret key: {'saved' if document['stripe_secret_key'] else 'not saved'}")
+        for line in stripe_status_lines():
+            print(line)
     return EXIT_OK
 
 
@@ -414,7 +445,9 @@ def add_key_commands(sub: Any) -> None:
     keys = sub.add_parser("keys", help="passwords and keys kept in the operating system's keyring").add_subparsers(
         dest="subcommand", required=True)
     ks = keys.add_parser("set", help="save a password in the keyring, read from a prompt or standard input")
-    ks.add_argument("name", choices=sorted(KEY_NAMES), help="smtp: the password of the outgoing mail account")
+    ks.add_argument("name", choices=sorted(KEY_NAMES),
+                    help="smtp: the password of the outgoing mail account; stripe: the Stripe secret key "
+                         "(sk_live_… or sk_test_…)")
     ks.set_defaults(func=cmd_keys_set)
     kd = keys.add_parser("delete", help="remove a password from the keyring")
     kd.add_argument("name", choices=sorted(KEY_NAMES))

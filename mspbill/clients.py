@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from mspbill import audit
 from mspbill.db.models import (
     EMAILS_MAX,
+    LINE_AMOUNT_SQL,
     NAME_MAX,
     TEXT_MAX,
     Agreement,
@@ -30,10 +31,15 @@ from mspbill.db.models import (
     ClientContact,
     ClientCredit,
     ClientStatus,
-    LINE_AMOUNT_SQL,
     utcnow,
 )
-from mspbill.money import MoneyError, is_valid_currency, parse_decimal
+from mspbill.money import (
+    MoneyError,
+    format_amount,
+    is_valid_currency,
+    parse_amount,
+    parse_decimal,
+)
 from mspbill.validation import Issue, NotFoundError, ValidationError
 
 MAX_TERMS_DAYS = 365
@@ -65,6 +71,10 @@ class ClientDraft:
     tax_rate: str = "0"
     payment_terms_days: str = "30"
     autopay: bool = False
+    # Percent off for being on autopay; blank follows the company's incentive.
+    autopay_discount: str = ""
+    # Charge automatically up to this invoice total; above it, approval first. Blank: no cap.
+    autopay_cap: str = ""
     notes: str = ""
     contacts: list[ContactDraft] = field(default_factory=list)
 
@@ -169,6 +179,41 @@ def parse_terms(text: str | int, field_name: str, issues: list[Issue]) -> int:
     return days
 
 
+def parse_autopay_discount(text: str, issues: list[Issue]) -> Decimal | None:
+    """Blank: the company's incentive applies.  Otherwise 0 to 50 percent, at most 2 decimals."""
+    from mspbill.company import MAX_AUTOPAY_DISCOUNT
+
+    cleaned = _clean_text(text or "").rstrip("%").strip()
+    if not cleaned:
+        return None
+    try:
+        value = parse_decimal(cleaned, what="autopay discount", max_places=2)
+    except MoneyError as exc:
+        issues.append(Issue("autopay_discount", str(exc)))
+        return None
+    if not 0 <= value <= MAX_AUTOPAY_DISCOUNT:
+        issues.append(Issue("autopay_discount", f"The autopay discount is a percentage from 0 to "
+                                                f"{MAX_AUTOPAY_DISCOUNT}; leave it blank to use the company's."))
+        return None
+    return value
+
+
+def parse_autopay_cap(text: str, currency: str, issues: list[Issue]) -> int | None:
+    """Blank: no cap.  Otherwise an amount above zero in the client's currency."""
+    cleaned = _clean_text(text or "")
+    if not cleaned:
+        return None
+    try:
+        cents = parse_amount(cleaned, currency)
+    except MoneyError as exc:
+        issues.append(Issue("autopay_cap", str(exc)))
+        return None
+    if cents <= 0:
+        issues.append(Issue("autopay_cap", "The autopay cap is an amount above zero; leave it blank for no cap."))
+        return None
+    return cents
+
+
 def validate_client(draft: ClientDraft) -> tuple[dict[str, Any], list[Issue]]:
     """Every problem with the draft, and the cleaned values to store."""
     issues: list[Issue] = []
@@ -193,6 +238,9 @@ def validate_client(draft: ClientDraft) -> tuple[dict[str, Any], list[Issue]]:
     v["tax_rate_percent"] = parse_tax_rate(draft.tax_rate, "tax_rate", issues)
     v["payment_terms_days"] = parse_terms(draft.payment_terms_days, "payment_terms_days", issues)
     v["autopay"] = bool(draft.autopay)
+    v["autopay_discount_percent"] = parse_autopay_discount(draft.autopay_discount, issues)
+    v["autopay_cap_cents"] = parse_autopay_cap(draft.autopay_cap, currency if is_valid_currency(currency) else "USD",
+                                               issues)
     notes = (draft.notes or "").strip()
     if len(notes) > TEXT_MAX:
         issues.append(Issue("notes", f"Notes are limited to {TEXT_MAX} characters."))
@@ -219,7 +267,7 @@ def validate_client(draft: ClientDraft) -> tuple[dict[str, Any], list[Issue]]:
 
 _SCALAR_FIELDS = ("legal_name", "billing_emails", "phone", "address_line1", "address_line2", "city",
                   "region", "postal_code", "country", "currency", "tax_rate_percent",
-                  "payment_terms_days", "autopay", "notes")
+                  "payment_terms_days", "autopay", "autopay_discount_percent", "autopay_cap_cents", "notes")
 
 
 def _snapshot(client: Client) -> dict[str, Any]:
@@ -295,7 +343,12 @@ def client_draft(client: Client) -> ClientDraft:
         address_line1=client.address_line1, address_line2=client.address_line2, city=client.city,
         region=client.region, postal_code=client.postal_code, country=client.country,
         currency=client.currency, tax_rate=format(client.tax_rate_percent.normalize(), "f"),
-        payment_terms_days=str(client.payment_terms_days), autopay=client.autopay, notes=client.notes,
+        payment_terms_days=str(client.payment_terms_days), autopay=client.autopay,
+        autopay_discount=("" if client.autopay_discount_percent is None
+                          else format(client.autopay_discount_percent.normalize(), "f")),
+        autopay_cap=("" if client.autopay_cap_cents is None
+                     else format_amount(client.autopay_cap_cents, client.currency, symbol=False)),
+        notes=client.notes,
         contacts=[ContactDraft(c.name, c.role, c.email, c.phone) for c in client.contacts],
     )
 

@@ -18,6 +18,7 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 from importlib.resources import files
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -25,11 +26,20 @@ from sqlalchemy.orm import Session
 from mspbill.agreements import AgreementDraft, LineDraft, create_agreement
 from mspbill.clients import ClientDraft, ContactDraft, create_client
 from mspbill.company import CompanyDraft, get_company, save_company
-from mspbill.db.models import Client, Invoice, InvoiceKind, InvoiceStatus, PaymentMethod
+from mspbill.db.engine import Database
+from mspbill.db.models import (
+    Client,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    PaymentMethod,
+    ProcessorKind,
+)
 from mspbill.generation import generate_period
 from mspbill.invoicing import create_credit_note, issue_month
 from mspbill.money import format_amount
 from mspbill.payments.manual import record_payment
+from mspbill.payments.processor import payment_settings
 from mspbill.periods import Month
 
 DEFAULT_CLIENTS = 60
@@ -154,6 +164,8 @@ def create_demo_office(session: Session, clients: int = DEFAULT_CLIENTS, seed: i
             "Use --data-dir to make a separate demo folder.")
     rng = random.Random(seed)
     today = today or dt.date.today()
+    # The demo office takes payments through the sandbox: simulated, no money moves.
+    payment_settings(session).processor = ProcessorKind.SANDBOX
     if get_company(session) is None:
         logo = (files("mspbill_resources") / "demo-logo.png").read_bytes()
         save_company(session, COMPANY, logo_png=logo, is_demo=True)
@@ -288,3 +300,45 @@ def _demo_payment(rng: random.Random, number: str, total: int, issue_date: dt.da
         # Paid part of it: a round sum, the rest still owed.
         amount = format_amount(total // 2 // 100_00 * 100_00 or 100_00, currency, symbol=False)
     return amount, method, reference, received
+
+
+# --- cards and bank accounts on file (sandbox) ------------------------------------
+
+# What the autopay clients saved through their setup links: mostly cards, some bank
+# accounts, and a few that show what can go wrong at month end.
+_METHOD_MIX = [("pm_card_visa", 0.45), ("pm_card_mastercard", 0.2), ("pm_card_amex", 0.1),
+               ("pm_usBankAccount_success", 0.15)]
+_TROUBLE = ["pm_card_visa_expiring", "pm_card_visa_chargeDeclinedInsufficientFunds",
+            "pm_card_visa_chargeDeclinedLostCard"]
+
+
+def demo_payment_methods(db: Database, gateway: Any, seed: int = 2026) -> int:
+    """Give the demo's autopay clients a sandbox customer and a saved method (the last
+    two none: they have not finished their setup link).  `gateway` is a SandboxGateway.
+    Returns how many methods were saved."""
+    from mspbill.payments.methods import customer_row, ensure_customer, store_method
+
+    rng = random.Random(f"{seed}:methods")
+    with db.session() as s:
+        autopay = list(s.scalars(select(Client.id).where(Client.autopay.is_(True)).order_by(Client.id)))
+    saved = 0
+    trouble = list(_TROUBLE)
+    for n, client_id in enumerate(autopay[:-2] if len(autopay) > 4 else autopay):
+        with db.session() as s:
+            if customer_row(s, client_id, gateway.mode) is not None:
+                continue
+        customer_id = ensure_customer(db, gateway, client_id)
+        if trouble and n % 7 == 3:
+            token = trouble.pop(0)
+        else:
+            roll, token = rng.random(), "pm_card_visa"
+            for candidate, share in _METHOD_MIX:
+                if roll < share:
+                    token = candidate
+                    break
+                roll -= share
+        facts = gateway.attach_test_method(customer_id, token)
+        with db.write_session() as s, s.begin():
+            store_method(s, client_id, gateway.mode, facts, customer_id, "demo", make_default=True)
+        saved += 1
+    return saved

@@ -24,8 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -398,7 +397,7 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
     # The functions below only read attributes, which rows have under the same names.
     stmt = (select(Agreement.id, Agreement.name, Agreement.start_date, Agreement.end_date, Agreement.frequency,
                    Agreement.adjust_from, Client.id.label("client_id"), Client.legal_name, Client.currency,
-                   Client.tax_rate_percent, Client.autopay)
+                   Client.tax_rate_percent, Client.autopay, Client.autopay_discount_percent)
             .join(Client, Client.id == Agreement.client_id)
             .where(Agreement.status == AgreementStatus.ACTIVE, Client.status == ClientStatus.ACTIVE))
     if agreement_ids is not None:
@@ -452,7 +451,9 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
             continue
         all_lines = lines + adjustments
         if client.autopay:
-            all_lines += discount_lines(all_lines, discount)
+            # The client's own incentive when set (0: none for them), else the company's.
+            own = a.autopay_discount_percent
+            all_lines += discount_lines(all_lines, discount if own is None else own)
         # Adjustments on their own are filed under the month's last day, a key no
         # regular period uses (they start on a 1st), so they never take the slot
         # of a period that may yet be billed (an end date removed again).

@@ -695,13 +695,36 @@ def _credit_lines(inv: Invoice, reason: str, cents: int) -> list[dict[str, Any]]
     return [line(taxable_part, True, CREDIT_TAXED_SUFFIX), line(cents - taxable_part, False, CREDIT_UNTAXED_SUFFIX)]
 
 
+def _credit_lines_for_total(inv: Invoice, reason: str, total_cents: int) -> list[dict[str, Any]]:
+    """Credit lines whose total with tax is exactly `total_cents` (a refund of that much money).
+
+    Tax rounds per invoice, so some totals cannot be reached by a taxable amount
+    alone; then the cent or two left over goes on an untaxed line."""
+    taxable_base = sum(ln.amount_cents for ln in inv.lines if ln.taxable)
+    share = Decimal(taxable_base) / inv.subtotal_cents if inv.subtotal_cents > 0 else Decimal(0)
+    guess = int(Decimal(total_cents) / (1 + share * inv.tax_rate_percent / 100))
+    best: list[dict[str, Any]] = []
+    best_total = -1
+    for net in range(max(0, guess - 3), min(total_cents, guess + 3) + 1):
+        lines = _credit_lines(inv, reason, net) if net else []
+        total = compute_totals([(ln["amount_cents"], ln["taxable"]) for ln in lines], inv.tax_rate_percent).total_cents
+        if total == total_cents:
+            return lines
+        if best_total < total < total_cents:
+            best, best_total = lines, total
+    rest = total_cents - max(best_total, 0)
+    return best + [{"description": f"Credit on {inv.number}: {reason}"[:480] + " (rounding)",
+                    "quantity_e4": QUANTITY_SCALE, "unit_price_cents": rest, "amount_cents": rest, "taxable": False}]
+
+
 def create_credit_note(session: Session, invoice_id: int, reason: str, amount: str | None = None,
-                       issue_date: dt.date | None = None) -> Invoice:
+                       issue_date: dt.date | None = None, *, total_cents: int | None = None) -> Invoice:
     """Issue a credit note against an issued invoice, now.
 
     With no amount it credits the whole invoice, line by line.  An amount is
     before tax and credited in proportion to the invoice's taxable share, so
-    its tax comes back too.  The credit reduces the invoice's balance first;
+    its tax comes back too; `total_cents` instead gives the total with tax (a
+    credit note that matches a refund).  The credit reduces the invoice's balance first;
     whatever the invoice no longer owes becomes client credit.
     """
     inv = get_invoice(session, invoice_id)
@@ -714,7 +737,11 @@ def create_credit_note(session: Session, invoice_id: int, reason: str, amount: s
     if room <= 0:
         raise ValidationError([Issue("amount", f"{inv.number} has already been credited in full.")])
     lines: list[dict[str, Any]]
-    if amount is None or not str(amount).strip():
+    if total_cents is not None:
+        if total_cents <= 0:
+            raise ValidationError([Issue("amount", "The credit must be more than zero.")])
+        lines = _credit_lines_for_total(inv, text, total_cents)
+    elif amount is None or not str(amount).strip():
         if already:
             raise ValidationError([Issue("amount", f"{inv.number} already has credit notes; give the amount "
                                                    f"to credit (at most {format_amount(room, inv.currency)}).")])

@@ -552,7 +552,7 @@ def test_payments_list(cli, issued: Path, tmp_path: Path) -> None:
     assert [p["invoice_number"] for p in _json(zurich)] == ["INV-000002", "INV-000003"]
     assert table.returncode == 0, table.stderr
     rows = table.stdout.splitlines()
-    assert rows[0].split()[:3] == ["Received", "Client", "Invoice"]
-    assert [r.split()[0] for r in rows[1:3]] == ["2025-03-20", "2025-03-02"]
+    assert rows[0].split()[:4] == ["ID", "Received", "Client", "Invoice"]
+    assert [r.split()[1] for r in rows[1:3]] == ["2025-03-20", "2025-03-02"]
     assert "ACH (outside Stripe)" in rows[1]
     assert rows[-1] == "2 payment(s); $850.00 received"

@@ -238,7 +238,7 @@ def test_payments_name_the_method_as_the_client_knows_it(db, office) -> None:
     assert "Stripe" not in text
     assert PaymentMethod.ACH.label == "ACH (outside Stripe)"  # the office's screens keep their word
     assert {m.client_label for m in PaymentMethod} == {"Check", "Cash", "Wire transfer", "Bank transfer (ACH)",
-                                                       "Card", "Other"}
+                                                       "Card", "Bank debit (ACH)", "Other"}
 
 
 def test_payments_and_the_balance(db, office) -> None:

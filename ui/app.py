@@ -84,7 +84,7 @@ def start(ctx: AppContext) -> QWidget | None:
     """
     ops = Ops(ctx.db)
     if needs_first_run(ctx):
-        wizard = FirstRunDialog(ops)
+        wizard = FirstRunDialog(ops, data_dir=ctx.paths.data_dir)
         if os.environ.get("MSPBILL_EXIT_AFTER_START"):
             wizard.show()
             return wizard

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
@@ -13,16 +15,24 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mspbill.demo import DEFAULT_CLIENTS, DemoSummary, create_demo_office
+from mspbill.demo import (
+    DEFAULT_CLIENTS,
+    DemoSummary,
+    create_demo_office,
+    demo_payment_methods,
+)
+from mspbill.payments.processor import sandbox_gateway
 from ui.company_form import CompanyForm
 from ui.ops import OpContext, Ops
 from ui.widgets import heading
 
 
 class FirstRunDialog(QDialog):
-    def __init__(self, ops: Ops, parent: QWidget | None = None):
+    def __init__(self, ops: Ops, parent: QWidget | None = None, data_dir: Path | None = None):
         super().__init__(parent)
         self.ops = ops
+        # Where the demo's sandbox processor keeps its ledger.
+        self.data_dir = data_dir
         self.setWindowTitle("Welcome to mspbill")
         self.setMinimumWidth(620)
         self.setMaximumWidth(900)
@@ -84,9 +94,15 @@ class FirstRunDialog(QDialog):
         self.setup_button.setEnabled(False)
         self.progress.show()
 
+        data_dir = self.data_dir
+
         def work(ctx: OpContext) -> DemoSummary:
             with ctx.db.write_session() as session, session.begin():
-                return create_demo_office(session)
+                summary = create_demo_office(session)
+            if data_dir is not None:
+                # Cards and bank accounts on file for the autopay clients, in the sandbox processor.
+                demo_payment_methods(ctx.db, sandbox_gateway(data_dir))
+            return summary
 
         def failed(_exc: BaseException) -> bool:
             self.demo_button.setEnabled(True)

@@ -766,6 +766,10 @@ class RefundStatus(str, enum.Enum):
         return self is not RefundStatus.FAILED
 
 
+# Refunds the processor accepted: they no longer pay the invoice.
+REFUND_APPLIED_STATUSES = (RefundStatus.SUCCEEDED, RefundStatus.PENDING)
+
+
 class Refund(Base):
     """Money given back on a processor payment, written with its key before the call."""
 
@@ -784,6 +788,11 @@ class Refund(Base):
     status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus, "refund_status"), default=RefundStatus.REQUESTED)
     reason: Mapped[str] = mapped_column(String(500), default="")
     message: Mapped[str] = mapped_column(String(500), default="")
+    # The day the money went back (set when the processor accepted the refund); the
+    # invoice's paid amount is reduced from this day on (aging, statements).
+    refunded_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True, index=True)
+    # The client no longer owes the amount: a credit note of it goes with the refund.
+    with_credit_note: Mapped[bool] = mapped_column(Boolean, default=False)
     credit_note_id: Mapped[int | None] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True)
     actor: Mapped[str] = mapped_column(String(100), default="")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mspbill.db.models import (
+    REFUND_APPLIED_STATUSES,
     ClientCredit,
     CreditReason,
     InstalmentPlan,
@@ -25,6 +26,7 @@ from mspbill.db.models import (
     InvoiceStatus,
     LineKind,
     Payment,
+    Refund,
 )
 from mspbill.invoicing import CREDIT_UNTAXED_SUFFIX, get_invoice
 from mspbill.money import format_decimal
@@ -67,6 +69,13 @@ class DocPayment:
     amount_cents: int   # received
     applied_cents: int  # of which paid this invoice (the rest became client credit)
     by_processor: bool
+
+
+@dataclass(frozen=True)
+class DocRefund:
+    refunded_on: dt.date
+    method_label: str   # "Visa ending 4242"
+    amount_cents: int
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,7 @@ class InvoiceDocument:
     autopay_method_label: str | None
     company: CompanyBlock
     today: dt.date
+    refunds: tuple[DocRefund, ...] = ()
 
     # --- derived wording --------------------------------------------------------
 
@@ -175,11 +185,26 @@ def invoice_document(session: Session, invoice_id: int, today: dt.date | None = 
                               "address": list(layout.address_lines(client.address_line1, client.address_line2,
                                                                    client.city, client.region,
                                                                    client.postal_code, client.country))}
+    paid_rows = list(session.scalars(select(Payment).where(Payment.invoice_id == inv.id)
+                                     .order_by(Payment.received_on, Payment.id)))
+    # A payment through the processor names the card or account it came from ("Visa ending 4242").
     payments = tuple(
-        DocPayment(p.received_on, p.method.value, p.method.client_label, p.reference, p.amount_cents, p.applied_cents,
-                   p.method not in _MANUAL_METHODS)
-        for p in session.scalars(select(Payment).where(Payment.invoice_id == inv.id)
-                                 .order_by(Payment.received_on, Payment.id)))
+        DocPayment(p.received_on, p.method.value,
+                   p.notes if p.method.through_processor and p.notes else p.method.client_label,
+                   p.reference, p.amount_cents, p.applied_cents, p.method not in _MANUAL_METHODS)
+        for p in paid_rows)
+    labels = {p.id: (p.notes if p.method.through_processor and p.notes else p.method.client_label)
+              for p in paid_rows}
+    refunds = tuple(
+        DocRefund(r.refunded_on, labels.get(r.payment_id, "the payment method"), r.amount_cents)
+        for r in session.scalars(select(Refund).where(
+            Refund.invoice_id == inv.id, Refund.status.in_(REFUND_APPLIED_STATUSES)).order_by(Refund.id))
+        if r.refunded_on is not None)
+    autopay_label = None
+    if client.autopay and inv.kind is InvoiceKind.INVOICE:
+        from mspbill.payments.methods import display_method_label
+
+        autopay_label = display_method_label(session, client.id)
     # What each credit note took off this invoice: its total less what it sent to client credit.
     to_credit = {note_id: int(cents) for note_id, cents in session.execute(
         select(ClientCredit.invoice_id, ClientCredit.amount_cents)
@@ -223,7 +248,7 @@ def invoice_document(session: Session, invoice_id: int, today: dt.date | None = 
         credit_notes=notes, balance_cents=0 if owes_nothing else max(0, inv.balance_cents),
         memo=inv.memo or "", status_reason=inv.status_reason or "", credit_for_number=credit_for_number,
         credit_to_account_cents=credit_to_account, instalment=instalment, autopay=bool(client.autopay),
-        autopay_method_label=None, company=layout.read_company(session), today=today)
+        autopay_method_label=autopay_label, company=layout.read_company(session), today=today, refunds=refunds)
 
 
 # --- layout -------------------------------------------------------------------------
@@ -389,6 +414,9 @@ def _totals_table(doc: InvoiceDocument, width: float) -> Table:
             if p.amount_cents != p.applied_cents:
                 label += f" (of {money(p.amount_cents, cur)} received; the rest kept as account credit)"
             rows.append((label, money(-p.applied_cents, cur), "muted"))
+        for r in doc.refunds:
+            rows.append((f"Refund {fmt_date(r.refunded_on)} · to {r.method_label}", money(r.amount_cents, cur),
+                         "muted"))
         for n in doc.credit_notes:
             if n.applied_cents:
                 rows.append((f"Credit note {n.number} · {fmt_date(n.issue_date)}", money(-n.applied_cents, cur),
@@ -422,7 +450,8 @@ def payment_wording(doc: InvoiceDocument) -> tuple[str, str]:
     if doc.autopay:
         paid_by = doc.processor_payment
         if paid_by is not None and (doc.balance_cents == 0 or doc.status == InvoiceStatus.PAID.value):
-            by = doc.autopay_method_label or _lower_first(paid_by.method_label)
+            by = paid_by.method_label if paid_by.by_processor and " ending " in paid_by.method_label \
+                else doc.autopay_method_label or _lower_first(paid_by.method_label)
             text = f"Paid by {by} on {fmt_date(paid_by.received_on)}"
             if paid_by.reference:
                 text += f" (reference {paid_by.reference})"

@@ -32,7 +32,14 @@ from sqlalchemy.orm import Session, aliased
 from mspbill import aging
 from mspbill.aging import BUCKETS, AgingTotals, OpenItem
 from mspbill.clients import get_client
-from mspbill.db.models import Invoice, InvoiceKind, InvoiceStatus, Payment
+from mspbill.db.models import (
+    REFUND_APPLIED_STATUSES,
+    Invoice,
+    InvoiceKind,
+    InvoiceStatus,
+    Payment,
+    Refund,
+)
 from mspbill.pdf import layout
 from mspbill.pdf.layout import CompanyBlock, fmt_date, fmt_range, gap, money, para
 from mspbill.pdf.rendered import RenderedPdf, safe_filename
@@ -43,7 +50,7 @@ log = logging.getLogger(__name__)
 MAX_YEARS = 10
 
 # Same-day order: what was billed, then what paid or reduced it.
-_ORDER = {"invoice": 0, "payment": 1, "credit_note": 2, "write_off": 3, "reinstated": 4}
+_ORDER = {"invoice": 0, "payment": 1, "refund": 2, "credit_note": 3, "write_off": 4, "reinstated": 5}
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,18 @@ def _events(session: Session, client_id: int, start: dt.date, end: dt.date) -> l
         if amount > applied:
             text += f" ({money(amount - applied, cur)} kept as account credit)"
         events.append(_Event(received, "payment", -int(amount), text, number or "", pid))
+    refunds = session.execute(
+        select(Refund.id, Refund.refunded_on, Refund.amount_cents, Refund.currency, Payment.notes, Payment.method,
+               Invoice.number)
+        .join(Payment, Payment.id == Refund.payment_id)
+        .outerjoin(Invoice, Invoice.id == Refund.invoice_id)
+        .where(Refund.client_id == client_id, Refund.status.in_(REFUND_APPLIED_STATUSES),
+               Refund.refunded_on.between(start, end)))
+    for rid, refunded_on, amount, cur, method_text, method, number in refunds:
+        if refunded_on is None:
+            continue
+        text = f"Refund to {method_text or method.client_label}" + (f", on {number}" if number else "")
+        events.append(_Event(refunded_on, "refund", int(amount), text, number or "", rid))
     original = aliased(Invoice, name="original")
     notes = session.execute(
         select(Invoice.id, Invoice.number, Invoice.issue_date, Invoice.total_cents, original.number)

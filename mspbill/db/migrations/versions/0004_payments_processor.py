@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
 import mspbill.db.types
 
 OLD_METHODS = ('check', 'cash', 'wire', 'ach', 'card', 'other')
@@ -155,6 +156,8 @@ def upgrade() -> None:
     sa.Column('status', sa.Enum('requested', 'succeeded', 'pending', 'failed', 'unknown', name='refund_status', native_enum=False, create_constraint=True, length=20), nullable=False),
     sa.Column('reason', sa.String(length=500), nullable=False),
     sa.Column('message', sa.String(length=500), nullable=False),
+    sa.Column('refunded_on', sa.Date(), nullable=True),
+    sa.Column('with_credit_note', sa.Boolean(), nullable=False),
     sa.Column('credit_note_id', sa.Integer(), nullable=True),
     sa.Column('actor', sa.String(length=100), nullable=False),
     sa.Column('created_at', mspbill.db.types.UTCDateTime(timezone=True), nullable=False),
@@ -171,6 +174,7 @@ def upgrade() -> None:
     with op.batch_alter_table('refunds', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_refunds_client_id'), ['client_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_refunds_payment_id'), ['payment_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_refunds_refunded_on'), ['refunded_on'], unique=False)
 
     with op.batch_alter_table('clients', schema=None) as batch_op:
         batch_op.add_column(sa.Column('autopay_discount_percent', mspbill.db.types.ExactDecimal(length=40), nullable=True))
@@ -201,6 +205,7 @@ def downgrade() -> None:
         batch_op.drop_column('autopay_discount_percent')
 
     with op.batch_alter_table('refunds', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_refunds_refunded_on'))
         batch_op.drop_index(batch_op.f('ix_refunds_payment_id'))
         batch_op.drop_index(batch_op.f('ix_refunds_client_id'))
 
