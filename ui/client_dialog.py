@@ -1,6 +1,9 @@
-"""The client editor: every problem shown at its field, nothing saved half-way."""
+"""The client editor: every problem shown at its field, nothing saved half-way;
+for an existing client, also its payment methods (ui/client_payments.py)."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -33,10 +36,43 @@ from mspbill.clients import (
     update_client,
     validate_client,
 )
-from mspbill.money import COMMON_CURRENCIES, format_amount
+from mspbill.company import get_company
+from mspbill.money import COMMON_CURRENCIES, format_amount, format_decimal
 from mspbill.validation import ValidationError
 from ui.ops import Ops
 from ui.widgets import ERROR_STYLE, FieldForm, error_label
+
+if TYPE_CHECKING:
+    from ui.client_payments import ClientPaymentsPanel
+
+MUTED_STYLE = "color: #5f6368; font-size: 11px;"
+
+
+def company_autopay_discount(session: Session) -> str:
+    """The company's autopay incentive ("2"), the default a client's override replaces."""
+    company = get_company(session)
+    return format_decimal(company.autopay_discount_percent) if company is not None else "0"
+
+
+def _with_note(editor: QWidget, unit: str, note: str) -> tuple[QWidget, QLabel]:
+    """A short field with its unit beside it and a line under it saying what it does."""
+    box = QWidget()
+    layout = QVBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(2)
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    editor.setMaximumWidth(140)
+    row.addWidget(editor)
+    if unit:
+        row.addWidget(QLabel(unit))
+    row.addStretch()
+    layout.addLayout(row)
+    label = QLabel(note)
+    label.setWordWrap(True)
+    label.setStyleSheet(MUTED_STYLE)
+    layout.addWidget(label)
+    return box, label
 
 CONTACT_COLUMNS = ("Name", "Role", "E-mail", "Phone")
 
@@ -45,6 +81,7 @@ class ClientDialog(QDialog):
     """New client (client_id None) or edit an existing one."""
 
     saved = Signal(int)
+    payment_methods_changed = Signal(int)  # saved, removed or made default from the Payment methods tab
 
     def __init__(self, ops: Ops, parent: QWidget | None = None, *, client_id: int | None = None,
                  default_currency: str = "USD", default_terms: int = 30):
@@ -52,11 +89,14 @@ class ClientDialog(QDialog):
         self.ops = ops
         self.client_id = client_id
         self.setWindowTitle("New client" if client_id is None else "Edit client")
-        self.setMinimumWidth(560)
+        self.setMinimumWidth(640)
+        self.payments: ClientPaymentsPanel | None = None
         self._build(default_currency, default_terms)
+        ops.read(self, company_autopay_discount, self._company_discount)
         if client_id is not None:
             self._set_enabled(False)
             ops.read(self, lambda s: client_detail(s, client_id), self._load)
+            self._add_payments_tab(client_id)
 
     # --- building ---
     def _build(self, currency: str, terms: int) -> None:
@@ -94,6 +134,19 @@ class ClientDialog(QDialog):
         self.terms = b.add("payment_terms_days", "Payment terms (days)", QLineEdit(str(terms)))
         self.autopay = QCheckBox("Charge this client's saved card or bank account automatically")
         b.add("autopay", "Autopay", self.autopay)
+        self.autopay_discount = QLineEdit()
+        self.autopay_discount.setPlaceholderText("company's")
+        discount_box, self.discount_note = _with_note(
+            self.autopay_discount, "%", "Off each invoice while on autopay. Empty: the company's incentive.")
+        b.add("autopay_discount", "Autopay incentive", discount_box)
+        b.rows["autopay_discount"].editor = self.autopay_discount  # the red frame goes on the field
+        self.autopay_cap = QLineEdit()
+        self.autopay_cap.setPlaceholderText("no cap")
+        cap_box, _note = _with_note(
+            self.autopay_cap, "", "Charge automatically up to this invoice total; above that, the charge waits for "
+                                  "your approval (Charge now). Empty: no cap.")
+        b.add("autopay_cap", "Autopay cap", cap_box)
+        b.rows["autopay_cap"].editor = self.autopay_cap
         self.notes = QPlainTextEdit()
         self.notes.setPlaceholderText("Internal notes (not printed on invoices)")
         b.add("notes", "Notes", self.notes)
@@ -140,12 +193,33 @@ class ClientDialog(QDialog):
         layout.addWidget(self.summary)
         layout.addWidget(self.buttons)
         # Check a field when the person leaves it, not only at Save.
-        for editor in (self.name, self.emails, self.tax_rate, self.terms):
+        for editor in (self.name, self.emails, self.tax_rate, self.terms, self.autopay_discount, self.autopay_cap):
             editor.editingFinished.connect(self._check_touched)
         self._touched: set[str] = set()
         for field, editor in (("legal_name", self.name), ("billing_emails", self.emails),
-                              ("tax_rate", self.tax_rate), ("payment_terms_days", self.terms)):
+                              ("tax_rate", self.tax_rate), ("payment_terms_days", self.terms),
+                              ("autopay_discount", self.autopay_discount), ("autopay_cap", self.autopay_cap)):
             editor.editingFinished.connect(lambda f=field: self._touched.add(f))
+
+    def _company_discount(self, percent: str) -> None:
+        self.autopay_discount.setPlaceholderText(f"{percent} (company)")
+        self.discount_note.setText(f"Off each invoice while on autopay. Empty: the company's incentive, {percent}%"
+                                   " (Settings → Company).")
+
+    def _add_payments_tab(self, client_id: int) -> None:
+        # Imported here: only an existing client has payment methods.
+        from ui.client_payments import ClientPaymentsPanel
+
+        panel = self.payments = ClientPaymentsPanel(self.ops, client_id)
+        panel.changed.connect(self.payment_methods_changed)
+        self.tabs.addTab(panel, "Payment methods")
+        # It asks the processor (and the keyring) only when opened.
+        self.tabs.currentChanged.connect(
+            lambda _i: panel.ensure_loaded() if self.tabs.currentWidget() is panel else None)
+
+    def show_payment_methods(self) -> None:
+        if self.payments is not None:
+            self.tabs.setCurrentWidget(self.payments)
 
     def _add_contact(self, c: ContactDraft) -> None:
         r = self.contacts.rowCount()
@@ -177,6 +251,8 @@ class ClientDialog(QDialog):
         self.tax_rate.setText(d.tax_rate)
         self.terms.setText(d.payment_terms_days)
         self.autopay.setChecked(d.autopay)
+        self.autopay_discount.setText(d.autopay_discount)
+        self.autopay_cap.setText(d.autopay_cap)
         self.notes.setPlainText(d.notes)
         for c in d.contacts:
             self._add_contact(c)
@@ -200,6 +276,7 @@ class ClientDialog(QDialog):
             region=self.region.text(), postal_code=self.postal.text(), country=self.country.text(),
             currency=self.currency.currentText(), tax_rate=self.tax_rate.text(),
             payment_terms_days=self.terms.text(), autopay=self.autopay.isChecked(),
+            autopay_discount=self.autopay_discount.text(), autopay_cap=self.autopay_cap.text(),
             notes=self.notes.toPlainText(),
             contacts=[ContactDraft(cell(r, 0), cell(r, 1), cell(r, 2), cell(r, 3))
                       for r in range(self.contacts.rowCount())],

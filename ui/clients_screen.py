@@ -1,4 +1,5 @@
-"""Clients: a sortable, filterable list; new, edit, archive and restore; a client's statement."""
+"""Clients: a sortable, filterable list; new, edit, archive and restore; a client's statement.
+"Pays by" names the card or bank account autopay charges, from one grouped query."""
 
 from __future__ import annotations
 
@@ -16,11 +17,29 @@ from mspbill.clients import (
     restore_client,
 )
 from mspbill.money import format_amount
+from mspbill.payments.methods import default_method_labels
+from mspbill.payments.processor import office_mode
 from ui.client_dialog import ClientDialog
 from ui.list_screen import ListScreen
 from ui.ops import Ops
 from ui.statement_dialog import StatementDialog
 from ui.table import Column
+
+
+class ClientRows(list[ClientRow]):
+    """The rows, with each client's default payment method in the office's mode (None: no processor)."""
+
+    method_labels: dict[int, str] | None = None
+
+
+def pays_by(row: ClientRow, method_labels: dict[int, str] | None) -> str:
+    """"Autopay · Visa ending 4242", "Autopay · no method", "Invoice"."""
+    if not row.autopay:
+        return "Invoice"
+    if method_labels is None:
+        return "Autopay"  # no processor: nothing to name
+    return f"Autopay · {method_labels.get(row.id, 'no method')}"
+
 
 CLIENT_COLUMNS: list[Column[ClientRow]] = [
     Column("Client", lambda r: r.legal_name, lambda r: r.legal_name.casefold(),
@@ -28,7 +47,7 @@ CLIENT_COLUMNS: list[Column[ClientRow]] = [
     Column("Billing e-mail", lambda r: r.primary_email, lambda r: r.primary_email.casefold(),
            tooltip=lambda r: r.billing_emails),
     Column("City", lambda r: f"{r.city}, {r.region}" if r.region else r.city, lambda r: r.city.casefold()),
-    Column("Pays by", lambda r: "Autopay" if r.autopay else "Invoice", lambda r: r.autopay),
+    # "Pays by" is added per screen: it reads the screen's method labels.
     Column("Agreements", lambda r: str(r.agreement_count), lambda r: r.agreement_count, align_right=True),
     Column("Monthly value", lambda r: format_amount(r.monthly_value_cents, r.currency),
            lambda r: r.monthly_value_cents, align_right=True),
@@ -45,13 +64,20 @@ class ClientsScreen(ListScreen[ClientRow]):
     noun = ("client", "clients")
     new_label = "New client…"
     search_placeholder = "Search by name, e-mail or city"
-    column_widths = (280, 240, 150, 80, 90, 120, 100, 80)
+    # The client's name takes what is left (at least ~150 px in a 1280 px window); "Pays by" shows
+    # "Autopay · Visa ending 4242" whole, a long bank name elided with the whole text on hover.
+    column_widths = (260, 185, 115, 230, 85, 100, 80, 70)
 
     def __init__(self, ops: Ops, company_defaults: Callable[[], tuple[str, int]] = lambda: ("USD", 30),
                  parent: QWidget | None = None):
         self.company_defaults = company_defaults
         self.statement_button: QPushButton | None = None
-        super().__init__(ops, CLIENT_COLUMNS, parent)
+        self.method_labels: dict[int, str] | None = None
+        pays_by_column: Column[ClientRow] = Column(
+            "Pays by", lambda r: pays_by(r, self.method_labels), lambda r: (r.autopay, pays_by(r, self.method_labels)),
+            tooltip=lambda r: pays_by(r, self.method_labels) if r.autopay else "Pays by invoice")
+        columns = [*CLIENT_COLUMNS[:3], pays_by_column, *CLIENT_COLUMNS[3:]]
+        super().__init__(ops, columns, parent)
         self.statement_button = QPushButton("Statement…")
         self.statement_button.setToolTip("A statement of account for the selected client, to print or save")
         self.statement_button.clicked.connect(lambda: self.statement_selected())
@@ -112,7 +138,14 @@ class ClientsScreen(ListScreen[ClientRow]):
         return f"{row.legal_name}\n{row.billing_emails}\n{row.city}"
 
     def fetch(self, session: Session, include_archived: bool) -> list[ClientRow]:
-        return list_clients(session, include_archived=include_archived)
+        rows = ClientRows(list_clients(session, include_archived=include_archived))
+        mode = office_mode(session)  # on the worker: for Stripe it may ask the keyring
+        rows.method_labels = default_method_labels(session, mode) if mode is not None else None
+        return rows
+
+    def _loaded(self, rows: list[ClientRow], select_id: int | None) -> None:
+        self.method_labels = getattr(rows, "method_labels", None)
+        super()._loaded(rows, select_id)
 
     def new_item(self) -> ClientDialog:
         currency, terms = self.company_defaults()
@@ -124,6 +157,7 @@ class ClientsScreen(ListScreen[ClientRow]):
     def edit_item(self, row: ClientRow) -> ClientDialog:
         dialog = ClientDialog(self.ops, self, client_id=row.id)
         dialog.saved.connect(self.after_change)
+        dialog.payment_methods_changed.connect(self.after_change)
         dialog.open()
         return dialog
 

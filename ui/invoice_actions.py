@@ -1,5 +1,5 @@
 """What can be done to an invoice, shared by the Invoices screen and the invoice window:
-issue, void, write off, credit note, delete draft, record payment.
+issue, void, write off, credit note, delete draft, record payment, charge now.
 
 Each asks what it must (a reason, an amount, a confirmation), runs the core
 function through Ops in one transaction, and calls `done` on success.
@@ -81,6 +81,11 @@ def can_credit(r: InvoiceRef) -> bool:
 
 def can_write_off(r: InvoiceRef) -> bool:
     return r.kind == "invoice" and r.status == "open"
+
+
+def can_charge(r: InvoiceRef) -> bool:
+    """Issued with something left to pay; the charge dialog says what else stands in the way."""
+    return r.kind == "invoice" and r.status in ("open", "uncollectible") and r.balance_cents > 0
 
 
 class ReasonDialog(QDialog):
@@ -269,5 +274,27 @@ def record_payment(ops: Ops, parent: QWidget | None, ref: InvoiceRef, done: Call
 
     dialog = RecordPaymentDialog(ops, parent, invoice_id=ref.id)
     dialog.saved.connect(lambda _id: done())
+    dialog.open()
+    return dialog
+
+
+def charge(ops: Ops, parent: QWidget | None, ref: InvoiceRef, done: Callable[[], None]) -> QDialog:
+    """Charge the balance to the client's default card or bank account now."""
+    from ui.charge_dialog import ChargeDialog
+
+    dialog = ChargeDialog(ops, parent, ref.id)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.charged.connect(lambda _id: done())
+    dialog.open()
+    return dialog
+
+
+def refund(ops: Ops, parent: QWidget | None, payment_id: int, done: Callable[[], None]) -> QDialog:
+    """Give back all or part of a payment taken through the processor."""
+    from ui.charge_dialog import RefundDialog
+
+    dialog = RefundDialog(ops, parent, payment_id)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.refunded.connect(lambda _id: done())
     dialog.open()
     return dialog

@@ -1,9 +1,11 @@
-"""One invoice: who it bills, its lines and totals, payments, credit notes and history,
-with the actions its state allows and its PDF (preview, print, save)."""
+"""One invoice: who it bills, its lines and totals, payments, credit notes, history and
+charge attempts, with the actions its state allows (charge now, refund a processor
+payment, check a charge's status) and its PDF (preview, print, save)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -21,9 +23,21 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from mspbill.db.models import Payment
 from mspbill.invoicing import InvoiceDetail, invoice_detail
 from mspbill.money import format_amount, format_decimal
+from mspbill.payments.charges import (
+    AttemptRow,
+    ChargeOutcome,
+    attempts_for_invoice,
+    resolve_attempt,
+)
+from mspbill.payments.gateway import ProcessorMode
+from mspbill.payments.processor import office_mode
+from mspbill.payments.refunds import refunded_by_payment
 from mspbill.periods import Month
 from ui import invoice_actions as actions
 from ui.invoice_actions import InvoiceRef
@@ -36,9 +50,36 @@ from ui.invoices_screen import (
     status_text,
 )
 from ui.ops import Ops
+from ui.payment_widgets import PaymentSession, processor_message
 
 STATUS_COLORS = {"draft": "#5f6368", "open": "#1a73e8", "paid": "#188038", "void": "#5f6368",
                  "uncollectible": "#b3261e"}
+
+
+IN_FLIGHT = ("pending", "processing", "unknown")
+ATTEMPT_STATUS = {"pending": "Being sent", "processing": "Processing (bank debit)", "succeeded": "Succeeded",
+                  "declined": "Declined", "unknown": "Outcome unknown", "not_charged": "Not charged"}
+
+
+@dataclass(frozen=True)
+class ProcessorFacts:
+    """What the invoice window shows about charging: attempts, which payments can be refunded."""
+
+    mode: ProcessorMode | None = None
+    attempts: list[AttemptRow] = field(default_factory=list)
+    processor_payment_ids: frozenset[int] = frozenset()
+    refunded: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def in_flight(self) -> AttemptRow | None:
+        return next((a for a in self.attempts if a.status in IN_FLIGHT), None)
+
+
+def processor_facts(session: Session, invoice_id: int) -> ProcessorFacts:
+    ids = list(session.scalars(select(Payment.id).where(Payment.invoice_id == invoice_id,
+                                                        Payment.processor_intent_id.is_not(None))))
+    return ProcessorFacts(office_mode(session), attempts_for_invoice(session, invoice_id), frozenset(ids),
+                          refunded_by_payment(session, ids) if ids else {})
 
 
 def _table(headers: tuple[str, ...], right: tuple[int, ...] = (), center: tuple[int, ...] = ()) -> QTableWidget:
@@ -80,6 +121,7 @@ class InvoiceDialog(QDialog):
         self.ops = ops
         self.invoice_id = invoice_id
         self.detail: InvoiceDetail | None = None
+        self.facts = ProcessorFacts()
         self.setWindowTitle("Invoice")
         self.setMinimumSize(820, 640)
         self._build()
@@ -150,23 +192,42 @@ class InvoiceDialog(QDialog):
         layout.addLayout(row)
 
         self.tabs = QTabWidget()
-        self.payments = _table(("Received", "Method", "Reference", "Amount", "Applied"), right=(3, 4))
+        self.payments = _table(("Received", "Method", "Reference", "Amount", "Applied", "Refunded"),
+                               right=(3, 4, 5))
         self.payments.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.payments.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.payments.itemSelectionChanged.connect(self._update_refund_button)
+        self.refund_button = QPushButton("Refund…")
+        self.refund_button.setToolTip("Give back all or part of the selected card or bank payment through the "
+                                      "processor")
+        self.refund_button.clicked.connect(lambda: self.refund_selected())
+        self.charges = _table(("When", "Status", "Amount", "Charged to", "Code", "Message"), right=(2,))
+        header = self.charges.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((0, 115), (1, 150), (2, 85), (3, 160), (4, 95)):
+            self.charges.setColumnWidth(col, width)
+        self.check_status_button = QPushButton("Check status")
+        self.check_status_button.setToolTip("Ask the processor what became of the charge still in progress")
+        self.check_status_button.clicked.connect(lambda: self.check_status())
         self.credit_notes = _table(("Credit note", "Issued", "Amount"), right=(2,))
         self.history = _table(("When", "Who", "What"))
         self.history.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
         self.history.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
         self.history.setColumnWidth(0, 140)
-        self.tabs.addTab(self.payments, "Payments")
+        self.tabs.addTab(_with_buttons(self.payments, self.refund_button), "Payments")
         self.tabs.addTab(self.credit_notes, "Credit notes")
         self.tabs.addTab(self.history, "History")
+        self.charges_page = _with_buttons(self.charges, self.check_status_button)
+        self.tabs.addTab(self.charges_page, "Charges")
         layout.addWidget(self.tabs, 2)
 
         buttons = QHBoxLayout()
         self.issue_button = QPushButton("Issue…")
         self.edit_button = QPushButton("Edit…")
         self.pay_button = QPushButton("Record payment…")
+        self.charge_button = QPushButton("Charge now…")
+        self.charge_button.setToolTip("Charge the balance to the client's saved card or bank account now")
         self.credit_button = QPushButton("Credit note…")
         self.write_off_button = QPushButton("Write off…")
         self.void_button = QPushButton("Void…")
@@ -175,6 +236,7 @@ class InvoiceDialog(QDialog):
         wiring: list[tuple[QPushButton, Callable[[], object]]] = [
             (self.issue_button, self._issue), (self.edit_button, self._edit),
             (self.pay_button, lambda: self._act(actions.record_payment)),
+            (self.charge_button, lambda: self._act(actions.charge)),
             (self.credit_button, lambda: self._act(actions.credit)),
             (self.write_off_button, lambda: self._act(actions.write_off)),
             (self.void_button, lambda: self._act(actions.void)),
@@ -192,9 +254,12 @@ class InvoiceDialog(QDialog):
     # --- data ---
     def reload(self) -> None:
         invoice_id = self.invoice_id
-        self.ops.read(self, lambda s: invoice_detail(s, invoice_id), self._show, label="Loading invoice")
+        self.ops.read(self, lambda s: (invoice_detail(s, invoice_id), processor_facts(s, invoice_id)),
+                      lambda result: self._show(*result), label="Loading invoice")
 
-    def _show(self, d: InvoiceDetail) -> None:
+    def _show(self, d: InvoiceDetail, processor: ProcessorFacts | None = None) -> None:
+        if processor is not None:
+            self.facts = processor
         self.detail = d
         r = d.row
         cur = r.currency
@@ -238,14 +303,23 @@ class InvoiceDialog(QDialog):
         self.lines.resizeRowsToContents()
         self._totals(d)
         self.reason.setText(f"{r.status.capitalize()}: {d.status_reason}" if d.status_reason and not is_note else "")
+        refunded = self.facts.refunded
         _fill(self.payments, [[p.received_on.isoformat(), p.method, p.reference, format_amount(p.amount_cents, cur),
-                               format_amount(p.applied_cents, cur)] for p in d.payments])
+                               format_amount(p.applied_cents, cur),
+                               format_amount(refunded[p.id], cur) if refunded.get(p.id) else ""]
+                              for p in d.payments])
+        _fill(self.charges, [[a.created_at.astimezone().strftime("%Y-%m-%d %H:%M"),
+                              ATTEMPT_STATUS.get(a.status, a.status) + (" (hard)" if a.hard else ""),
+                              format_amount(a.amount_cents, a.currency), a.method_label, a.decline_code, a.message]
+                             for a in self.facts.attempts])
         _fill(self.credit_notes, [[n.display_number, n.issue_date.isoformat() if n.issue_date else "",
                                    format_amount(n.total_cents, n.currency)] for n in d.credit_notes])
         _fill(self.history, [[h.at.astimezone().strftime("%Y-%m-%d %H:%M"), h.actor, h.summary] for h in d.history])
         self.tabs.setTabText(0, f"Payments ({len(d.payments)})")
         self.tabs.setTabText(1, f"Credit notes ({len(d.credit_notes)})")
         self.tabs.setTabText(2, f"History ({len(d.history)})")
+        self.tabs.setTabText(3, f"Charges ({len(self.facts.attempts)})")
+        self.tabs.setTabVisible(3, bool(self.facts.attempts))
         self._set_actions(d)
         self.loaded.emit()
 
@@ -283,12 +357,29 @@ class InvoiceDialog(QDialog):
         # An instalment is generated from its plan: the core refuses edits to it (delete it instead).
         self.edit_button.setVisible(d is not None and d.editable and d.instalment is None)
         self.pay_button.setVisible(ref is not None and actions.can_pay(ref) and ref.status != "paid")
+        # Only with a processor set up; the dialog says what else stands in the way (no card on file).
+        self.charge_button.setVisible(ref is not None and actions.can_charge(ref) and self.facts.mode is not None
+                                      and self.facts.in_flight is None)
+        self.check_status_button.setVisible(self.facts.in_flight is not None)
+        self._update_refund_button()
         self.credit_button.setVisible(ref is not None and actions.can_credit(ref))
         self.write_off_button.setVisible(ref is not None and actions.can_write_off(ref))
         # The core refuses to void what has money paid or credited against it: offer the credit note.
         self.void_button.setVisible(ref is not None and actions.can_void(ref) and d is not None
                                     and not d.paid_cents and not d.credited_cents)
         self.delete_button.setVisible(ref is not None and ref.status == "draft")
+
+    def selected_payment_id(self) -> int | None:
+        rows = {i.row() for i in self.payments.selectedIndexes()}
+        if self.detail is None or len(rows) != 1:
+            return None
+        row = rows.pop()
+        return self.detail.payments[row].id if row < len(self.detail.payments) else None
+
+    def _update_refund_button(self) -> None:
+        payment_id = self.selected_payment_id()
+        self.refund_button.setVisible(bool(self.facts.processor_payment_ids))
+        self.refund_button.setEnabled(payment_id is not None and payment_id in self.facts.processor_payment_ids)
 
     def ref(self) -> InvoiceRef | None:
         if self.detail is None:
@@ -330,6 +421,40 @@ class InvoiceDialog(QDialog):
         self.reload()
         self.changed.emit(self.invoice_id)
 
+    def refund_selected(self) -> QWidget | None:
+        payment_id = self.selected_payment_id()
+        if payment_id is None or payment_id not in self.facts.processor_payment_ids:
+            return None
+        return actions.refund(self.ops, self, payment_id, self._after)
+
+    def check_status(self) -> None:
+        attempt = self.facts.in_flight
+        if attempt is None:
+            return
+        attempt_id = attempt.id
+        job = PaymentSession.for_ops(self.ops).with_gateway(lambda db, gateway: resolve_attempt(db, gateway, attempt_id))
+
+        def done(outcome: ChargeOutcome) -> None:
+            self.check_status_button.setEnabled(True)
+            text = outcome.message
+            if outcome.status.value == "processing":
+                # The core's sentence is for a debit just started; this one has been waiting.
+                text = (f"The bank debit of {format_amount(outcome.amount_cents, outcome.currency)} is still "
+                        "processing; it settles within about 4 business days, and mspbill checks it by itself.")
+            self.show_pdf_notice(text, outcome.status.value in ("declined", "not_charged"))
+            self._after()
+
+        def failed(exc: BaseException) -> bool:
+            self.check_status_button.setEnabled(True)
+            message = processor_message(exc)
+            if message is None:
+                return False
+            self.show_pdf_notice(f"Could not find out: {message}", True)
+            return True
+
+        self.check_status_button.setEnabled(False)
+        self.ops.run(self, job, on_success=done, on_failure=failed, label="Checking the charge")
+
     def _act(self, action: Callable[..., object]) -> object:
         ref = self.ref()
         return action(self.ops, self, ref, self._after) if ref is not None else None
@@ -363,6 +488,22 @@ class InvoiceDialog(QDialog):
         # Splitting into instalments replaces the draft: follow the first instalment.
         self.invoice_id = invoice_id
         self._after()
+
+
+def _with_buttons(table: QTableWidget, *buttons: QPushButton) -> QWidget:
+    """A tab page: the table, and its buttons under it on the left."""
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(4)
+    layout.addWidget(table, 1)
+    row = QHBoxLayout()
+    for button in buttons:
+        button.setAutoDefault(False)
+        row.addWidget(button)
+    row.addStretch()
+    layout.addLayout(row)
+    return page
 
 
 def _html(text: str) -> str:

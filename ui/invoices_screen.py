@@ -246,6 +246,8 @@ class InvoicesScreen(QWidget):
                                      "(several: those not e-mailed yet)")
         self.issue_button = QPushButton("Issue…")
         self.pay_button = QPushButton("Record payment…")
+        self.charge_button = QPushButton("Charge now…")
+        self.charge_button.setToolTip("Charge the balance to the client's saved card or bank account now")
         self.credit_button = QPushButton("Credit note…")
         self.void_button = QPushButton("Void…")
         self.delete_button = QPushButton("Delete draft")
@@ -254,6 +256,7 @@ class InvoicesScreen(QWidget):
             (self.print_button, self.print_selected), (self.save_pdf_button, self.save_pdf_selected),
             (self.email_button, self.email_selected), (self.issue_button, self.issue_selected),
             (self.pay_button, lambda: self._act(actions.record_payment)),
+            (self.charge_button, lambda: self._act(actions.charge)),
             (self.credit_button, lambda: self._act(actions.credit)),
             (self.void_button, lambda: self._act(actions.void)),
             (self.delete_button, lambda: self._act(actions.delete))]
@@ -385,6 +388,7 @@ class InvoicesScreen(QWidget):
         self.issue_button.setEnabled(bool(drafts) and len(drafts) == len(refs))
         self.issue_button.setText(f"Issue {len(drafts)}…" if len(drafts) > 1 else "Issue…")
         self.pay_button.setEnabled(one is not None and actions.can_pay(one))
+        self.charge_button.setEnabled(one is not None and actions.can_charge(one))
         self.credit_button.setEnabled(one is not None and actions.can_credit(one))
         self.void_button.setEnabled(one is not None and actions.can_void(one))
         self.delete_button.setEnabled(one is not None and one.status == "draft")
@@ -424,7 +428,8 @@ class InvoicesScreen(QWidget):
         menu.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         buttons = [self.open_button, self.preview_button, self.print_button, self.save_pdf_button,
                    self.email_button, None,
-                   self.issue_button, self.pay_button, self.credit_button, self.void_button, self.delete_button]
+                   self.issue_button, self.pay_button, self.charge_button, self.credit_button, self.void_button,
+                   self.delete_button]
         for button in buttons:
             if button is None:
                 menu.addSeparator()

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QFrame,
     QHBoxLayout,
     QInputDialog,
     QLabel,
@@ -28,7 +27,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -51,11 +49,16 @@ from mspbill.mail.templates import check_template
 from mspbill.secrets import SMTP_PASSWORD, KeyringUnavailableError, SecretStore
 from mspbill.validation import Issue, ValidationError
 from ui.ops import OpContext, Ops
-from ui.widgets import ERROR_STYLE, FieldForm, heading
+from ui.widgets import (
+    ERROR_STYLE,
+    MUTED_STYLE,
+    SUCCESS_STYLE,
+    WARNING_STYLE,
+    FieldForm,
+    form_scroll,
+    heading,
+)
 
-MUTED_STYLE = "color: #5f6368;"
-WARNING_STYLE = "background: #fef7e0; color: #7a5900; padding: 6px 8px; border-radius: 4px;"
-SUCCESS_STYLE = "color: #0d652d;"
 # Typed text, not a field the core knows: where the keyring's refusal is shown.
 PASSWORD_FIELD = "password"
 # Shown while a user name is entered on a computer without a secure keyring: nothing has
@@ -243,13 +246,7 @@ class MailSettingsForm(QWidget):
         preview.addWidget(preview_note)
         grid.addRow("Preview", preview)
 
-        scroll = QScrollArea()
-        scroll.setWidget(form_widget)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        form_widget.setAutoFillBackground(False)
-        scroll.viewport().setAutoFillBackground(False)
+        scroll = form_scroll(form_widget)
         self.scroll_area = scroll
 
         # --- the bottom bar ---

@@ -42,6 +42,8 @@ from ui.email_actions import status_text as mail_status_text
 from ui.invoices_screen import InvoicesScreen
 from ui.ops import Ops
 from ui.outbox_screen import OutboxScreen
+from ui.payment_sync import PaymentSync
+from ui.payment_widgets import ModeBadge, PaymentSession
 from ui.payments_screen import PaymentsScreen
 from ui.screens import COMING, ComingScreen, DashboardScreen, SettingsScreen
 
@@ -90,6 +92,8 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.ctx = ctx
         self.ops = ops
+        # Before the screens: they open the processor through it (the data folder holds the sandbox's ledger).
+        self.payment_session = PaymentSession.install(ops, ctx.paths.data_dir)
         self._company: CompanySnapshot | None = None
         self.setWindowTitle("mspbill")
         self.setMinimumSize(QSize(960, 600))
@@ -150,12 +154,20 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.busy_label = QLabel()
+        # Where money would move, always in sight once a processor is set up.
+        self.mode_badge = ModeBadge(hide_when_off=True)
+        self.mode_badge.hide()
+        self.payment_session.mode_changed.connect(self.mode_badge.set_mode)
+        self.payments_status = QLabel()
+        self.payments_status.hide()
         self.mail_status = QLabel()
         self.mail_status.setTextFormat(Qt.TextFormat.RichText)
         self.mail_status.linkActivated.connect(lambda _link: self.show_outbox())
         self.mail_status.hide()
+        self.statusBar().addPermanentWidget(self.payments_status)
         self.statusBar().addPermanentWidget(self.mail_status)
         self.statusBar().addPermanentWidget(self.busy_label)
+        self.statusBar().addPermanentWidget(self.mode_badge)
         self.statusBar().showMessage(f"Database: {ctx.db.describe()}")
         ops.busy_changed.connect(lambda busy: self.busy_label.setText("Working…" if busy else ""))
 
@@ -166,6 +178,9 @@ class MainWindow(QMainWindow):
         self.outbox.open_mail_settings.connect(self.show_mail_settings)
         self.settings.company.saved.connect(self.reload_company)
         self.settings.mail.saved.connect(self._mail_settings_saved)
+        self.settings.payments.saved.connect(self._payment_settings_saved)
+        self.payment_sync = PaymentSync(ops, self.payment_session, self)
+        self.payment_sync.finished.connect(self._payments_synced)
         self.email_runner.finished.connect(self._mail_sent)
         self.mail_timer = QTimer(self)
         self.mail_timer.setInterval(MAIL_INTERVAL_MS)
@@ -174,6 +189,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.restore_geometry()
         self.reload_company()
+        self.payment_session.refresh_mode(self)
         start = self.ctx.settings.get(SCREEN_KEY, "Dashboard")
         self.nav.setCurrentRow(NAV.index(start) if start in NAV else 0)
 
@@ -266,6 +282,32 @@ class MainWindow(QMainWindow):
         self.settings.show_tab("E-mail")
         self.go("Settings")
 
+    def show_payment_settings(self) -> None:
+        self.settings.show_tab("Payments")
+        self.go("Settings")
+
+    # --- the processor in the background ---
+    def _payment_settings_saved(self) -> None:
+        # The mode badge follows (the form asks the session); lists naming methods read them again.
+        for screen in (self.clients, self.invoices, self.payments):
+            screen.mark_stale()
+        self.payment_sync.sync()
+
+    def _payments_synced(self, text: str, tooltip: str, problem: bool, changed: bool) -> None:
+        if changed:
+            for screen in self._lists:
+                if screen.isVisible():
+                    screen.reload()
+                else:
+                    screen.mark_stale()
+            self.dashboard.reload()
+        if not text:
+            return  # nothing new: the last note stays
+        self.payments_status.setText(text)
+        self.payments_status.setStyleSheet("color: #b3261e;" if problem else "")
+        self.payments_status.setToolTip(tooltip)
+        self.payments_status.show()
+
     # --- e-mail in the background ---
     def start_background_mail(self) -> None:
         """Send what is due soon after start-up, then every five minutes while the app is open."""
@@ -274,6 +316,7 @@ class MainWindow(QMainWindow):
         self._mail_started = True
         QTimer.singleShot(MAIL_STARTUP_DELAY_MS, self, self.send_due_mail)
         self.mail_timer.start()
+        self.payment_sync.start()
 
     def send_due_mail(self) -> bool:
         """Due messages go in the background (nothing happens when mail is not set up or nothing is due)."""
@@ -339,6 +382,7 @@ class MainWindow(QMainWindow):
         # Written once at close, not on every navigation (a settings write is an fsync).
         self.save_geometry()
         self.mail_timer.stop()
+        self.payment_sync.stop()
         self.email_runner.cancel()  # a send under way stops after its current message; the rest stay queued
         self.ctx.settings.set(SCREEN_KEY, self.current_screen_name())
         super().closeEvent(event)

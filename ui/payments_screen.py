@@ -1,4 +1,5 @@
-"""Payments: every payment received, newest first, with what was kept as client credit."""
+"""Payments: every payment received, newest first, with what was kept as client credit
+and what was refunded; refund a card or bank payment taken through the processor."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from sqlalchemy.orm import Session
 
 from mspbill.money import format_amount
 from mspbill.payments.manual import PaymentRow, list_payments
+from mspbill.payments.refunds import refunded_by_payment
 from mspbill.periods import Month
+from ui import invoice_actions
 from ui.ops import Ops
 from ui.payment_dialog import RecordPaymentDialog
 from ui.table import Column, SnapshotTableModel
@@ -37,8 +41,14 @@ PAYMENT_COLUMNS: list[Column[PaymentRow]] = [
            lambda r: (r.currency, r.credit_cents, r.id), align_right=True,
            tooltip=lambda r: "Kept as client credit for the next invoice" if r.credit_cents else ""),
 ]
-COLUMN_WIDTHS = (100, 260, 120, 150, 180, 110, 100)
+COLUMN_WIDTHS = (100, 240, 110, 140, 180, 110, 100, 100)
 CLIENT_COLUMN = 1
+PROCESSOR_METHODS = ("card", "bank_debit")
+
+
+def load_payments(session: Session) -> tuple[list[PaymentRow], dict[int, int]]:
+    """Every payment, and what was refunded of each (one grouped query)."""
+    return list_payments(session), refunded_by_payment(session)
 
 
 def totals_text(rows: list[PaymentRow]) -> str:
@@ -65,7 +75,13 @@ class PaymentsScreen(QWidget):
     def __init__(self, ops: Ops, parent: QWidget | None = None):
         super().__init__(parent)
         self.ops = ops
-        self.model: SnapshotTableModel[PaymentRow] = SnapshotTableModel(PAYMENT_COLUMNS, self.haystack, self)
+        self.refunded: dict[int, int] = {}
+        refunded_column: Column[PaymentRow] = Column(
+            "Refunded", lambda r: format_amount(self.refunded[r.id], r.currency) if self.refunded.get(r.id) else "",
+            lambda r: (r.currency, self.refunded.get(r.id, 0), r.id), align_right=True,
+            tooltip=lambda r: "Given back through the processor" if self.refunded.get(r.id) else "")
+        self.model: SnapshotTableModel[PaymentRow] = SnapshotTableModel(
+            [*PAYMENT_COLUMNS, refunded_column], self.haystack, self)
         self._loaded_once = False
         self._build()
 
@@ -79,8 +95,13 @@ class PaymentsScreen(QWidget):
         top = QHBoxLayout()
         top.addWidget(heading("Payments"))
         top.addStretch()
+        self.refund_button = QPushButton("Refund…")
+        self.refund_button.setToolTip("Give back all or part of the selected card or bank payment through the "
+                                      "processor")
+        self.refund_button.clicked.connect(lambda: self.refund_selected())
         self.record_button = QPushButton("Record payment…")
         self.record_button.clicked.connect(lambda: self.record_payment())
+        top.addWidget(self.refund_button)
         top.addWidget(self.record_button)
         layout.addLayout(top)
 
@@ -101,10 +122,18 @@ class PaymentsScreen(QWidget):
         self.table = snapshot_table(self.model, COLUMN_WIDTHS, CLIENT_COLUMN)
         self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)
         self.table.doubleClicked.connect(self._double_clicked)
+        self.table.selectionModel().selectionChanged.connect(lambda *_: self._update_buttons())
+        self.model.modelReset.connect(self._update_buttons)
+        self.model.layoutChanged.connect(self._update_buttons)
         layout.addWidget(self.table, 1)
 
         self.count_label = QLabel()
         layout.addWidget(self.count_label)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        row = self.selected()
+        self.refund_button.setEnabled(row is not None and row.method in PROCESSOR_METHODS)
 
     # --- data ---
     def ensure_loaded(self) -> None:
@@ -118,10 +147,11 @@ class PaymentsScreen(QWidget):
     def reload(self) -> None:
         if not self._loaded_once:
             self.count_label.setText("Loading payments…")
-        self.ops.read(self, lambda s: list_payments(s), self._loaded, label="Loading payments")
+        self.ops.read(self, load_payments, lambda result: self._loaded(*result), label="Loading payments")
 
-    def _loaded(self, rows: list[PaymentRow]) -> None:
+    def _loaded(self, rows: list[PaymentRow], refunded: dict[int, int] | None = None) -> None:
         self._loaded_once = True
+        self.refunded = refunded or {}
         self.model.set_rows(rows)
         self.apply_filter()
         self.loaded.emit(len(rows))
@@ -158,6 +188,12 @@ class PaymentsScreen(QWidget):
         dialog.saved.connect(self._after_payment)
         dialog.open()
         return dialog
+
+    def refund_selected(self) -> QWidget | None:
+        row = self.selected()
+        if row is None or row.method not in PROCESSOR_METHODS:
+            return None
+        return invoice_actions.refund(self.ops, self, row.id, lambda: self._after_payment(row.invoice_id or 0))
 
     def _after_payment(self, _invoice_id: int) -> None:
         self.reload()

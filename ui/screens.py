@@ -35,6 +35,7 @@ from mspbill.money import format_amount
 from ui.company_form import CompanyForm
 from ui.mail_settings_form import MailSettingsForm
 from ui.ops import Ops
+from ui.payment_settings_form import PaymentSettingsForm
 from ui.widgets import heading
 
 
@@ -181,9 +182,8 @@ class SettingsScreen(QWidget):
         self.tabs = QTabWidget()
         self.company = CompanyForm(ops)
         self.tabs.addTab(self.company, "Company")
-        self.tabs.addTab(ComingScreen("Payments", "<p>The Stripe secret key (kept in your operating system's "
-                                      "keyring, never in a file) and autopay defaults.</p>"
-                                      "<p><i>Coming with Stripe payments.</i></p>"), "Payments")
+        self.payments = PaymentSettingsForm(ops)
+        self.tabs.addTab(self.payments, "Payments")
         self.mail = MailSettingsForm(ops)
         self.tabs.addTab(self.mail, "E-mail")
         data = QWidget()
@@ -194,8 +194,9 @@ class SettingsScreen(QWidget):
             v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             form.addRow(label, v)
         self.tabs.addTab(data, "Data")
-        # The e-mail tab asks the keyring when it is opened, not every time Settings is.
+        # The e-mail and payment tabs ask the keyring when opened, not every time Settings is.
         self._mail_stale = True
+        self._payments_stale = True
         self.tabs.currentChanged.connect(lambda _i: self._load_current())
         layout.addWidget(self.tabs)
 
@@ -205,9 +206,13 @@ class SettingsScreen(QWidget):
     def reload(self) -> None:
         self.company.load()
         self._mail_stale = True
+        self._payments_stale = True
         self._load_current()
 
     def _load_current(self) -> None:
         if self.tabs.currentWidget() is self.mail and self._mail_stale:
             self._mail_stale = False
             self.mail.load()
+        elif self.tabs.currentWidget() is self.payments and self._payments_stale:
+            self._payments_stale = False
+            self.payments.load()

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QScrollArea,
     QSizePolicy,
     QTableView,
     QVBoxLayout,
@@ -25,6 +26,12 @@ W = TypeVar("W", bound=QWidget)
 
 ERROR_STYLE = "color: #b3261e;"
 INVALID_STYLE = "border: 1px solid #b3261e; border-radius: 3px; padding: 2px;"
+
+
+# Shared by the settings forms: hints, warnings and good news.
+MUTED_STYLE = "color: #5f6368;"
+WARNING_STYLE = "background: #fef7e0; color: #7a5900; padding: 6px 8px; border-radius: 4px;"
+SUCCESS_STYLE = "color: #0d652d;"
 
 
 def error_label() -> QLabel:
@@ -109,6 +116,19 @@ def hline() -> QFrame:
     line.setFrameShape(QFrame.Shape.HLine)
     line.setFrameShadow(QFrame.Shadow.Sunken)
     return line
+
+
+def form_scroll(form_widget: QWidget) -> QScrollArea:
+    """A settings form in a scroll area that shows the tab's own background (setWidget
+    turns the form's on), scrolling only up and down."""
+    scroll = QScrollArea()
+    scroll.setWidget(form_widget)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QFrame.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    form_widget.setAutoFillBackground(False)
+    scroll.viewport().setAutoFillBackground(False)
+    return scroll
 
 
 def expanding(widget: QWidget) -> QWidget:

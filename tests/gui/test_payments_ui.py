@@ -227,7 +227,7 @@ def test_screen_lists_filters_and_totals(qtbot, ops, app_ctx, office):
     model = screen.model
     assert model.rowCount() == 3
     headers = [model.headerData(c, Qt.Orientation.Horizontal) for c in range(model.columnCount())]
-    assert headers == ["Received", "Client", "Invoice", "Method", "Reference", "Amount", "To credit"]
+    assert headers == ["Received", "Client", "Invoice", "Method", "Reference", "Amount", "To credit", "Refunded"]
     first = [model.index(0, c).data() for c in range(model.columnCount())]
     assert first[0] == TODAY.isoformat()  # newest first
     by_invoice = {model.index(r, 2).data(): [model.index(r, c).data() for c in range(7)] for r in range(3)}
