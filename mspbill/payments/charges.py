@@ -55,6 +55,7 @@ from mspbill.payments.gateway import (
     ProcessorError,
     ProcessorMode,
     RateLimited,
+    decline_reason_text,
 )
 from mspbill.payments.methods import default_method, method_label, new_key
 from mspbill.payments.processor import to_db_mode
@@ -353,13 +354,15 @@ def record_result(db: Database, attempt_id: int, result: ChargeResult,
                 method = s.scalar(select(SavedPaymentMethod).where(
                     SavedPaymentMethod.mode == attempt.mode, SavedPaymentMethod.method_id == attempt.method_id))
                 if method is not None and method.hard_declined_at is None:
-                    method.hard_declined_at, method.hard_decline_reason = now, f"{code}: {why}"[:500]
+                    method.hard_declined_at = now
+                    method.hard_decline_reason = f"{decline_reason_text(code)}, {code}"[:500]
             next_step = ("The client must give a new card or bank account; it will not be retried."
                          if hard else "It can be retried later.")
             audit.record(s, "payment.declined", "invoice", inv.id,
                          f"{attempt.method_label} was declined for {amount} ({code}{', hard' if hard else ''}): "
                          f"{why}"[:500], details)
-            message = f"{attempt.method_label} was declined for {number}: {why} {next_step}"
+            message = (f"{attempt.method_label} was declined for {number}: {decline_reason_text(code)} "
+                       f"(“{why.rstrip('.')}”). {next_step}")
         else:
             attempt.status = ChargeAttemptStatus.UNKNOWN
             attempt.message = (result.message or "No answer from the processor.")[:500]

@@ -234,6 +234,29 @@ def is_hard_decline(code: str, decline_code: str | None) -> bool:
     return code not in ("card_declined", "payment_intent_payment_attempt_failed", "")
 
 
+_DECLINE_REASONS = {
+    "insufficient_funds": "insufficient funds", "lost_card": "the card was reported lost",
+    "stolen_card": "the card was reported stolen", "expired_card": "the card has expired",
+    "incorrect_number": "the card number is wrong", "incorrect_cvc": "the security code is wrong",
+    "authentication_required": "the bank wants the cardholder to confirm the payment, which cannot happen "
+                               "while they are away",
+    "do_not_honor": "the bank refused it without giving a reason", "generic_decline": "the bank refused it "
+                                                                                    "without giving a reason",
+    "card_declined": "the bank refused it", "processing_error": "a processing error at the bank",
+    "try_again_later": "the bank asked to try again later", "fraudulent": "the bank suspects fraud",
+    "pickup_card": "the bank wants the card taken back", "restricted_card": "the card is restricted",
+    "card_velocity_exceeded": "the card's spending limit was reached",
+    "account_closed": "the bank account is closed", "no_account": "the bank account does not exist",
+    "debit_not_authorized": "the account holder told the bank the debit was not authorised",
+    "invalid_account_number": "the bank account number is invalid",
+}
+
+
+def decline_reason_text(code: str) -> str:
+    """A decline code in words an office manager can repeat to a client."""
+    return _DECLINE_REASONS.get(code, code.replace("_", " "))
+
+
 @dataclass(frozen=True)
 class Decline:
     code: str                      # "card_declined", "expired_card", "authentication_required", ...

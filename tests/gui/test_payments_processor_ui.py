@@ -551,8 +551,9 @@ def test_a_declined_card_says_it_will_not_be_retried(qtbot, ops, app_ctx, office
     click(qtbot, dialog.go)
     wait_idle(qtbot, ops)
     assert dialog.outcome is not None and dialog.outcome.hard_decline
-    assert dialog.result_label.text() == ("Visa ending 9987 was declined for INV-000001: Your card was declined. The "
-                                    "client must give a new card or bank account; it will not be retried.")
+    assert dialog.result_label.text() == ("Visa ending 9987 was declined for INV-000001: the card was reported lost "
+                                          "(“Your card was declined”). The client must give a new card or bank "
+                                          "account; it will not be retried.")
     assert "#8c1d18" in dialog.result_label.styleSheet()  # shown as a failure
     shot(dialog, "charge_declined")
     assert invoice_row(app_ctx, office.invoice).status is InvoiceStatus.OPEN
@@ -562,7 +563,7 @@ def test_a_declined_card_says_it_will_not_be_retried(qtbot, ops, app_ctx, office
     shot(again, "charge_refused")
     # The client's payment methods show it in red.
     panel = _client_panel(qtbot, ops, office.harbor).payments
-    assert _methods(panel)[0][3].startswith("Declined for good (lost_card")
+    assert _methods(panel)[0][3].startswith("Declined for good (the card was reported lost, lost_card")
     assert "was declined for good" in panel.warnings.text()
 
 
