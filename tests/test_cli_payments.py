@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fake_keys import stripe_key
 from localstripe_server import TEST_KEY, LocalStripe
 
 from mspbill.db.schema import open_database
 
-LIVE_KEY = "sk_live_" + "51Hx9QzKLmNoPqRsTuVwXyZ0123456789"
+LIVE_KEY = stripe_key("sk", "live", "51Hx9QzKLmNoPqRsTuVwXyZ0123456789")
 
 
 def _files_containing(folder: Path, needle: bytes) -> list[Path]:
@@ -65,7 +66,7 @@ def test_a_pasted_stripe_key_is_cleaned_kept_in_the_keyring_and_nowhere_else(
 
 
 @pytest.mark.parametrize(("pasted", "message"), [
-    ("pk_test_" + "a" * 24, "publishable key"),
+    (stripe_key("pk", "test", "a" * 24), "publishable key"),
     ("whsec_" + "a" * 24, "webhook signing secret"),
     ("hello world", "does not look like a Stripe secret key"),
     ("sk_test_abc", "incomplete"),

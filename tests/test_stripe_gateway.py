@@ -66,6 +66,7 @@ from mspbill.payments.stripe_gateway import (
     NEEDED_PERMISSIONS,
     StripeGateway,
 )
+from tests.fake_keys import stripe_key
 from tests.localstripe_server import TEST_KEY, LocalStripe, free_port
 from tests.stripe_stub_server import (
     HungServer,
@@ -88,7 +89,7 @@ from tests.stripe_stub_server import (
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KEY = TEST_KEY
-RESTRICTED_KEY = "rk_test_" + "51HrEsTrIcTeDkEy0123456"
+RESTRICTED_KEY = stripe_key("rk", "test", "51HrEsTrIcTeDkEy0123456")
 
 
 def charge_request(**changes: Any) -> ChargeRequest:
@@ -107,7 +108,7 @@ def test_stripe_gateway_is_a_gateway() -> None:
     gateway = StripeGateway(KEY)
     assert isinstance(gateway, Gateway)
     assert gateway.mode is ProcessorMode.TEST
-    assert StripeGateway("sk_live_" + "x" * 24).mode is ProcessorMode.LIVE
+    assert StripeGateway(stripe_key("sk", "live", "x" * 24)).mode is ProcessorMode.LIVE
     assert KEY not in repr(gateway) and mask_key(KEY) in repr(gateway)
 
 

