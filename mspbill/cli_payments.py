@@ -12,11 +12,10 @@ import argparse
 import sys
 from typing import Any
 
+from mspbill.cli_documents import EXIT_ERROR, EXIT_OK
 from mspbill.context import AppContext
 from mspbill.money import format_amount
-from mspbill.payments.gateway import KeyProblem, ProcessorError, ProcessorMode
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+from mspbill.payments.gateway import KeyProblem, ProcessorError
 
 
 class PaymentsCliError(RuntimeError):
@@ -37,7 +36,7 @@ def _emit(document: Any) -> None:
 
 def _confirm_live(gateway: Any, what: str, yes: bool) -> None:
     """Live mode moves real money: ask, unless --yes (a scheduled task that was set up on purpose)."""
-    if gateway.mode is not ProcessorMode.LIVE or yes:
+    if not gateway.mode.moves_money or yes:
         return
     if sys.stdin is None or not sys.stdin.isatty():
         raise PaymentsCliError(f"This would {what} in Stripe LIVE mode (real money). Run it at a terminal to "

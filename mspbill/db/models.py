@@ -707,10 +707,6 @@ class ChargeAttemptStatus(str, enum.Enum):
     UNKNOWN = "unknown"          # the processor may have charged: resolve before charging again
     NOT_CHARGED = "not_charged"  # known to have charged nothing (refused request, resolved unknown)
 
-    @property
-    def in_flight(self) -> bool:
-        return self in IN_FLIGHT_STATUSES
-
 
 IN_FLIGHT_STATUSES = (ChargeAttemptStatus.PENDING, ChargeAttemptStatus.PROCESSING, ChargeAttemptStatus.UNKNOWN)
 
@@ -759,11 +755,6 @@ class RefundStatus(str, enum.Enum):
     PENDING = "pending"       # ACH refunds take days
     FAILED = "failed"
     UNKNOWN = "unknown"
-
-    @property
-    def counts(self) -> bool:
-        """Whether the amount is (or may be) on its way back to the client."""
-        return self is not RefundStatus.FAILED
 
 
 # Refunds the processor accepted: they no longer pay the invoice.

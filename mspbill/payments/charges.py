@@ -24,7 +24,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,7 +45,7 @@ from mspbill.db.models import (
     SavedPaymentMethod,
     utcnow,
 )
-from mspbill.money import MoneyError, format_amount, parse_amount
+from mspbill.money import format_amount
 from mspbill.payments.gateway import (
     ChargeRequest,
     ChargeResult,
@@ -57,7 +57,7 @@ from mspbill.payments.gateway import (
     RateLimited,
     decline_reason_text,
 )
-from mspbill.payments.methods import default_method, method_label, new_key
+from mspbill.payments.methods import default_method, method_facts, method_label, new_key
 from mspbill.payments.processor import to_db_mode
 from mspbill.validation import Issue, ValidationError
 
@@ -83,7 +83,6 @@ class ChargePlan:
     client_name: str
     amount_cents: int
     currency: str
-    mode: ProcessorMode
     method_label: str
     method_kind: str
     over_cap: bool
@@ -161,9 +160,7 @@ def plan_charge(session: Session, invoice_id: int, mode: ProcessorMode | None,
                             "Send them a payment setup link.")
         else:
             label, kind = method_label(method), method.kind
-            facts_expired = method.exp_year is not None and method.exp_month is not None and (
-                (method.exp_year, method.exp_month) < (today.year, today.month))
-            if facts_expired:
+            if method_facts(method).expires_before(today):
                 problems.append(f"{label} expired ({method.exp_month:02d}/{method.exp_year}); the client needs "
                                 "to give a new card.")
             if method.hard_declined_at is not None:
@@ -174,8 +171,7 @@ def plan_charge(session: Session, invoice_id: int, mode: ProcessorMode | None,
             problems.append(_in_flight_text(busy, number))
     cap = client.autopay_cap_cents
     return ChargePlan(invoice_id=inv.id, invoice_number=number, client_id=client.id, client_name=client.legal_name,
-                      amount_cents=amount, currency=inv.currency, mode=mode or ProcessorMode.SANDBOX,
-                      method_label=label, method_kind=kind, over_cap=cap is not None and amount > cap,
+                      amount_cents=amount, currency=inv.currency, method_label=label, method_kind=kind, over_cap=cap is not None and amount > cap,
                       cap_cents=cap, problems=problems)
 
 
@@ -501,24 +497,3 @@ def attempts_for_invoice(session: Session, invoice_id: int) -> list[AttemptRow]:
                        a.intent_id, a.decline_code, bool(a.decline_hard), a.message, a.origin, a.actor)
             for a in session.scalars(select(ChargeAttempt).where(ChargeAttempt.invoice_id == invoice_id)
                                      .order_by(ChargeAttempt.id.desc()))]
-
-
-def in_flight_by_invoice(session: Session, invoice_ids: Sequence[int] | None = None) -> dict[int, str]:
-    """invoice id -> "processing" / "unknown" / "pending" for invoices with a charge not yet settled."""
-    stmt = select(ChargeAttempt.invoice_id, ChargeAttempt.status).where(
-        ChargeAttempt.status.in_(IN_FLIGHT_STATUSES))
-    if invoice_ids is not None:
-        stmt = stmt.where(ChargeAttempt.invoice_id.in_(list(invoice_ids)))
-    return {iid: st.value for iid, st in session.execute(stmt)}
-
-
-def count_in_flight(session: Session) -> int:
-    return int(session.scalar(select(func.count()).select_from(ChargeAttempt).where(
-        ChargeAttempt.status.in_(IN_FLIGHT_STATUSES))) or 0)
-
-
-def parse_charge_amount(text: str, currency: str) -> int:
-    try:
-        return parse_amount(text, currency)
-    except MoneyError as exc:
-        raise ValidationError([Issue("amount", str(exc))]) from None

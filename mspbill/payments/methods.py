@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from mspbill import audit
 from mspbill.db.engine import Database
 from mspbill.db.models import (
+    IN_FLIGHT_STATUSES,
     ChargeAttempt,
     Client,
     OutboxMessage,
@@ -120,18 +121,18 @@ class PaymentProfile:
         return next((m for m in self.methods if m.is_default), None)
 
 
-def _facts_of(row: SavedPaymentMethod) -> MethodFacts:
+def method_facts(row: SavedPaymentMethod) -> MethodFacts:
     return MethodFacts(method_id=row.method_id, kind=MethodKind(row.kind), last4=row.last4, brand=row.brand,
                        exp_month=row.exp_month, exp_year=row.exp_year, bank_name=row.bank_name,
                        customer_id=row.customer_id)
 
 
 def method_label(row: SavedPaymentMethod) -> str:
-    return _facts_of(row).label
+    return method_facts(row).label
 
 
 def _view(row: SavedPaymentMethod, today: dt.date) -> SavedMethodView:
-    facts = _facts_of(row)
+    facts = method_facts(row)
     return SavedMethodView(
         id=row.id, method_id=row.method_id, kind=row.kind, label=facts.label,
         expiry=f"{row.exp_month:02d}/{row.exp_year}" if row.exp_month and row.exp_year else "",
@@ -620,7 +621,7 @@ def remove_method(db: Database, gateway: Gateway, method_row_id: int) -> str:
             raise ValidationError([Issue("method", "That payment method is no longer on file.")])
         busy = s.scalar(select(ChargeAttempt.id).where(
             ChargeAttempt.method_id == row.method_id,
-            ChargeAttempt.status.in_(["pending", "processing", "unknown"])).limit(1))
+            ChargeAttempt.status.in_(IN_FLIGHT_STATUSES)).limit(1))
         if busy is not None:
             raise ValidationError([Issue("method", f"A charge on {method_label(row)} is still settling or being "
                                                    "checked; remove it once that is finished.")])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -230,28 +231,30 @@ def open_gateway(db: Database, data_dir: Path, store: SecretStore | None = None)
     return stripe_gateway_for_key(key)
 
 
-def office_mode(session: Session) -> ProcessorMode | None:
-    """Like current_mode, from inside a transaction, with the key's mode cached."""
-    row = session.get(PaymentSettings, 1)
+def _mode_of(row: PaymentSettings | None, key_mode: Callable[[], ProcessorMode | None]) -> ProcessorMode | None:
     kind = row.processor if row is not None else ProcessorKind.NONE
     if kind is ProcessorKind.SANDBOX:
         return ProcessorMode.SANDBOX
     if kind is ProcessorKind.NONE:
         return None
-    return cached_key_mode()
+    return key_mode()
+
+
+def office_mode(session: Session) -> ProcessorMode | None:
+    """Like current_mode, from inside a transaction, with the key's mode cached."""
+    return _mode_of(session.get(PaymentSettings, 1), cached_key_mode)
 
 
 def current_mode(db: Database, store: SecretStore | None = None) -> ProcessorMode | None:
     """The mode money would move in now, or None when no processor is usable (no key, payments off)."""
     with db.session() as s:
         row = s.get(PaymentSettings, 1)
-        kind = row.processor if row is not None else ProcessorKind.NONE
-    if kind is ProcessorKind.SANDBOX:
-        return ProcessorMode.SANDBOX
-    if kind is ProcessorKind.NONE:
-        return None
-    status = stripe_key_status(store)
-    return status.mode if status.saved else None
+
+    def key_mode() -> ProcessorMode | None:
+        status = stripe_key_status(store)
+        return status.mode if status.saved else None
+
+    return _mode_of(row, key_mode)
 
 
 @dataclass(frozen=True)

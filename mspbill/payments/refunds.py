@@ -35,6 +35,7 @@ from mspbill.db.models import (
 from mspbill.invoicing import create_credit_note
 from mspbill.money import MoneyError, format_amount, parse_amount
 from mspbill.payments import gateway as gw
+from mspbill.payments.charges import REPLAY_WINDOW, STALE_PENDING
 from mspbill.payments.gateway import Gateway, ProcessorError, ProcessorMode
 from mspbill.payments.methods import new_key
 from mspbill.payments.processor import to_db_mode
@@ -43,8 +44,6 @@ from mspbill.validation import Issue, ValidationError
 log = logging.getLogger(__name__)
 
 REASON_MAX = 500
-REPLAY_WINDOW = dt.timedelta(hours=23)
-STALE_REQUESTED = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -238,31 +237,12 @@ def resolve_refund(db: Database, gateway: Gateway, refund_row_id: int, now: dt.d
     found = gateway.find_refunds(intent_id=intent_id, metadata={"mspbill_refund_key": key})
     if found:
         return record_refund(db, refund_row_id, found[0], now=now)
-    if status is RefundStatus.REQUESTED and now - created < STALE_REQUESTED:
+    if status is RefundStatus.REQUESTED and now - created < STALE_PENDING:
         return RefundOutcome(refund_row_id, status, cents, payment.currency, "The refund is still being sent.")
     if now - created < REPLAY_WINDOW:
         return _send(db, gateway, refund_row_id, intent_id, cents, key)
     return record_refund(db, refund_row_id, gw.RefundResult(
         status=gw.RefundStatus.FAILED, message="The processor has no such refund; nothing was given back."), now=now)
-
-
-@dataclass(frozen=True)
-class RefundRow:
-    id: int
-    created_at: dt.datetime
-    amount_cents: int
-    currency: str
-    status: str
-    reason: str
-    refund_id: str | None
-    credit_note_id: int | None
-    actor: str
-
-
-def refunds_for_payment(session: Session, payment_id: int) -> list[RefundRow]:
-    return [RefundRow(r.id, r.created_at, r.amount_cents, r.currency, r.status.value, r.reason, r.refund_id,
-                      r.credit_note_id, r.actor)
-            for r in session.scalars(select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.id))]
 
 
 def refunded_by_payment(session: Session, payment_ids: list[int] | None = None) -> dict[int, int]:

@@ -188,13 +188,12 @@ def invoice_document(session: Session, invoice_id: int, today: dt.date | None = 
     paid_rows = list(session.scalars(select(Payment).where(Payment.invoice_id == inv.id)
                                      .order_by(Payment.received_on, Payment.id)))
     # A payment through the processor names the card or account it came from ("Visa ending 4242").
-    payments = tuple(
-        DocPayment(p.received_on, p.method.value,
-                   p.notes if p.method.through_processor and p.notes else p.method.client_label,
-                   p.reference, p.amount_cents, p.applied_cents, p.method not in _MANUAL_METHODS)
-        for p in paid_rows)
     labels = {p.id: (p.notes if p.method.through_processor and p.notes else p.method.client_label)
               for p in paid_rows}
+    payments = tuple(
+        DocPayment(p.received_on, p.method.value, labels[p.id], p.reference, p.amount_cents, p.applied_cents,
+                   p.method not in _MANUAL_METHODS)
+        for p in paid_rows)
     refunds = tuple(
         DocRefund(r.refunded_on, labels.get(r.payment_id, "the payment method"), r.amount_cents)
         for r in session.scalars(select(Refund).where(
