@@ -70,6 +70,8 @@ def test_a_pasted_stripe_key_is_cleaned_kept_in_the_keyring_and_nowhere_else(
     ("whsec_" + "a" * 24, "webhook signing secret"),
     ("hello world", "does not look like a Stripe secret key"),
     ("sk_test_abc", "incomplete"),
+    (stripe_key("sk", "test", "a" * 10_000), "a Stripe key has at most 255"),
+    (stripe_key("sk", "test", "ключ" * 8), "characters a Stripe key never has"),
 ])
 def test_what_is_not_a_secret_key_is_refused_before_the_keyring(cli, tmp_path: Path, pasted: str,
                                                                 message: str) -> None:

@@ -410,6 +410,8 @@ class KeyProblem(ValueError):
     """A pasted key that cannot be a Stripe secret key; the message says why."""
 
 
+# Stripe's API keys are at most 255 characters.
+KEY_MAX = 255
 _KEY_ALPHABET = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb"
 
@@ -434,6 +436,9 @@ def clean_secret_key(text: str) -> str:
         raise KeyProblem("That does not look like a Stripe secret key: it should start with sk_live_ or sk_test_ "
                          "(or rk_live_ / rk_test_ for a restricted key). Copy it again from Stripe Dashboard → "
                          "Developers → API keys.")
+    if len(value) > KEY_MAX:
+        raise KeyProblem(f"That is {len(value):,} characters long; a Stripe key has at most {KEY_MAX}. Copy just "
+                         "the key, with Stripe's copy button.")
     if len(value) < 20 or any(ch not in _KEY_ALPHABET for ch in value):
         raise KeyProblem("That key is incomplete or has characters a Stripe key never has. Copy it again with "
                          "Stripe's copy button.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -155,22 +156,26 @@ def stripe_key_status(store: SecretStore | None = None) -> KeyStatus:
 
 _MODE_CACHE: tuple[float, ProcessorMode | None] | None = None
 _MODE_CACHE_SECONDS = 60.0
+# PDFs are rendered on several worker threads at once.
+_MODE_CACHE_LOCK = threading.Lock()
 
 
 def cached_key_mode() -> ProcessorMode | None:
     """The saved key's mode, read from the keyring at most once a minute (PDFs of a whole
     month's invoices each say which card will be charged)."""
     global _MODE_CACHE
-    now = time.monotonic()
-    if _MODE_CACHE is None or now - _MODE_CACHE[0] > _MODE_CACHE_SECONDS:
-        status = stripe_key_status()
-        _MODE_CACHE = (now, status.mode if status.saved else None)
-    return _MODE_CACHE[1]
+    with _MODE_CACHE_LOCK:
+        now = time.monotonic()
+        if _MODE_CACHE is None or now - _MODE_CACHE[0] > _MODE_CACHE_SECONDS:
+            status = stripe_key_status()
+            _MODE_CACHE = (now, status.mode if status.saved else None)
+        return _MODE_CACHE[1]
 
 
 def forget_cached_mode() -> None:
     global _MODE_CACHE
-    _MODE_CACHE = None
+    with _MODE_CACHE_LOCK:
+        _MODE_CACHE = None
 
 
 def save_stripe_key(text: str, store: SecretStore | None = None) -> KeyStatus:
