@@ -386,9 +386,11 @@ def cmd_invoices_show(ctx: AppContext, args: argparse.Namespace) -> int:
         print(f"  {label:>{label_width}}  {money(cents):>{amount_width}}")
     if detail.payments:
         print("\nPayments:")
-        _print_table(["Received", "Method", "Reference", "Amount", "Applied"],
+        refunds = any(p.refunded_cents for p in detail.payments)
+        _print_table(["Received", "Method", "Reference", "Amount", "Applied"] + (["Refunded"] if refunds else []),
                      [[p.received_on.isoformat(), p.method, p.reference, money(p.amount_cents),
-                       money(p.applied_cents)] for p in detail.payments])
+                       money(p.applied_cents)] + ([money(p.refunded_cents) if p.refunded_cents else ""]
+                                                  if refunds else []) for p in detail.payments])
     if detail.credit_notes:
         print("\nCredit notes:")
         _print_table(["Number", "Issued", "Total"],
@@ -507,10 +509,11 @@ def cmd_payments_list(ctx: AppContext, args: argparse.Namespace) -> int:
         emit_json([{**dataclasses.asdict(r), "credit_cents": r.credit_cents,
                     "amount": format_amount(r.amount_cents, r.currency)} for r in rows])
         return EXIT_OK
-    _print_table(["ID", "Received", "Client", "Invoice", "Method", "Reference", "Amount", "To credit"],
+    _print_table(["ID", "Received", "Client", "Invoice", "Method", "Reference", "Amount", "To credit", "Refunded"],
                  [[str(r.id), r.received_on.isoformat(), r.client_name, r.invoice_number or "", r.method_label, r.reference,
                    format_amount(r.amount_cents, r.currency),
-                   format_amount(r.credit_cents, r.currency) if r.credit_cents else ""] for r in rows])
+                   format_amount(r.credit_cents, r.currency) if r.credit_cents else "",
+                   format_amount(r.refunded_cents, r.currency) if r.refunded_cents else ""] for r in rows])
     totals: dict[str, int] = {}
     for r in rows:
         totals[r.currency] = totals.get(r.currency, 0) + r.amount_cents

@@ -315,7 +315,7 @@ def _read_secret(label: str) -> str:
     else:
         value = (sys.stdin.readline() if sys.stdin is not None else "").rstrip("\r\n")
     if not value:
-        raise DocumentCliError(f"No {label.lower()} was given; nothing was saved.")
+        raise DocumentCliError(f"No {label} was given; nothing was saved.")
     return value
 
 

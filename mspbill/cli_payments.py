@@ -236,6 +236,10 @@ def cmd_payments_charge(ctx: AppContext, args: argparse.Namespace) -> int:
         plan = plan_charge(s, inv.id, gateway.mode)
     if plan.problems:
         raise ValidationError([Issue("charge", p) for p in plan.problems])
+    if plan.over_cap and not args.approve_over_cap:
+        raise PaymentsCliError(f"{plan.amount_text} is above {plan.client_name}'s autopay cap of "
+                               f"{format_amount(plan.cap_cents or 0, plan.currency)}; nothing was charged. "
+                               "To charge it anyway, add --approve-over-cap.")
     _confirm_live(gateway, f"charge {plan.amount_text} to {plan.method_label} for {plan.invoice_number}", args.yes)
     outcome = charge_invoice(ctx.db, gateway, plan.invoice_id, approve_over_cap=args.approve_over_cap)
     if args.json:

@@ -26,6 +26,7 @@ from mspbill.clients import check_name, credit_balance, credit_balances
 from mspbill.company import format_invoice_number
 from mspbill.db.models import (
     QUANTITY_SCALE,
+    REFUND_APPLIED_STATUSES,
     TEXT_MAX,
     Agreement,
     AuditEntry,
@@ -41,6 +42,7 @@ from mspbill.db.models import (
     InvoiceStatus,
     LineKind,
     Payment,
+    Refund,
     utcnow,
 )
 from mspbill.generation import compute_totals, month_drafts
@@ -111,6 +113,7 @@ class PaymentSnapshot:
     amount_cents: int
     applied_cents: int
     reference: str
+    refunded_cents: int = 0   # given back through the processor
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,10 @@ def invoice_detail(session: Session, invoice_id: int, today: dt.date | None = No
     payments = session.scalars(select(Payment).where(Payment.invoice_id == inv.id)
                                .order_by(Payment.received_on, Payment.id))
     notes = session.scalars(select(Invoice).where(Invoice.credit_for_invoice_id == inv.id).order_by(Invoice.id))
+    refunded = {pid: int(cents) for pid, cents in session.execute(
+        select(Refund.payment_id, func.sum(Refund.amount_cents))
+        .where(Refund.invoice_id == inv.id, Refund.status.in_(REFUND_APPLIED_STATUSES))
+        .group_by(Refund.payment_id))}
     credit_for = None
     if inv.credit_for_invoice_id is not None:
         original = session.get(Invoice, inv.credit_for_invoice_id)
@@ -256,8 +263,8 @@ def invoice_detail(session: Session, invoice_id: int, today: dt.date | None = No
         bill_to=inv.bill_to or _bill_to(client),
         lines=[LineSnapshot(ln.kind.value, ln.description, ln.quantity, ln.unit_price_cents, ln.amount_cents,
                             ln.taxable) for ln in inv.lines],
-        payments=[PaymentSnapshot(p.id, p.received_on, p.method.label, p.amount_cents, p.applied_cents, p.reference)
-                  for p in payments],
+        payments=[PaymentSnapshot(p.id, p.received_on, p.method.label, p.amount_cents, p.applied_cents, p.reference,
+                                  refunded.get(p.id, 0)) for p in payments],
         credit_notes=[_row(n, client.legal_name, today) for n in notes],
         credit_for=credit_for, instalment=instalment,
         history=[HistorySnapshot(e.at, e.actor, e.summary) for e in audit.history(session, "invoice", inv.id)],

@@ -138,6 +138,9 @@ def parse_amount(text: str, currency: str = "USD", *, allow_negative: bool = Fal
         raise MoneyError(
             f"“{text.strip()}” has {len(frac)} decimal places; {cur} amounts have at most {places}.")
     digits = (m.group("int") or "0").replace(",", "")
+    if len(digits.lstrip("0")) > 18:
+        # Far past any limit, and past what Decimal's default precision can scale and round.
+        raise MoneyError("That amount is too large.")
     value = Decimal(f"{digits}.{frac or '0'}")
     negative = parens or m.group("sign") == "-"
     cents = to_minor(value, cur)

@@ -53,7 +53,7 @@ def test_an_empty_password_is_refused_and_nothing_is_saved(cli, tmp_path: Path,
                                                            secret_service: dict[str, str]) -> None:
     result = cli("--data-dir", str(tmp_path), "keys", "set", "smtp", env=secret_service, input="")
     assert result.returncode == 2
-    assert "No smtp password was given; nothing was saved." in result.stderr
+    assert "No SMTP password was given; nothing was saved." in result.stderr
     from mspbill.secrets import SMTP_PASSWORD, SecretStore
 
     assert SecretStore().get(SMTP_PASSWORD) is None

@@ -153,6 +153,11 @@ def test_setup_link_charge_refund_and_sync_on_the_sandbox(cli, tmp_path: Path) -
     assert refund.returncode == 0, refund.stderr
     assert "Refunded $40.00." in refund.stdout and "Credit note CN-000001" in refund.stdout
     assert [r.amount_cents for r in sandbox.ledger_refunds()] == [4000]
+    # The refund shows where the payment does.
+    listed = json.loads(cli("--data-dir", str(data), "payments", "list", "--json").stdout)
+    assert [(p["amount_cents"], p["refunded_cents"]) for p in listed] == [(10000, 4000)]
+    shown = cli("--data-dir", str(data), "invoices", "show", "INV-000001").stdout
+    assert "Refunded" in shown and "$40.00" in shown
 
 
 def test_a_declined_charge_exits_with_one_and_says_why(cli, tmp_path: Path) -> None:

@@ -327,3 +327,11 @@ def test_parse_amount_either_refuses_or_agrees_with_exact_decimal(text: str) -> 
     assert "e" not in text.lower()
     assert abs(cents) == int(Decimal(body) * 100)
     assert (cents < 0) == (negative and cents != 0)
+
+
+@pytest.mark.parametrize("digits", [27, 28, 40, 400])
+def test_an_absurdly_long_amount_is_too_large_not_a_crash(digits: int) -> None:
+    with pytest.raises(MoneyError, match="too large"):
+        parse_amount("9" * digits)
+    with pytest.raises(MoneyError, match="too large"):
+        parse_amount("-" + "1" * digits + ".25", allow_negative=True)

@@ -590,3 +590,34 @@ def test_the_statement_shows_the_refund_and_still_balances(db, sandbox, client_i
     kinds = [a.kind for a in doc.activity]
     assert kinds == ["invoice", "payment", "refund"]
     assert doc.closing_cents == owed - credit == 3000
+
+
+@pytest.mark.parametrize(("token", "charge", "expected_pdf", "expected_mail"), [
+    (None, False, "Automatic payment is not set up yet. Please pay as follows",
+     "We have no payment method on file that we can charge"),
+    ("pm_card_visa_chargeDeclinedLostCard", True, "The automatic payment from Visa ending 9987 cannot be made.",
+     "We have no payment method on file that we can charge"),
+    ("pm_card_visa_chargeDeclinedInsufficientFunds", True,
+     "The automatic charge to Visa ending 9995 on", "did not go through"),
+    ("pm_usBankAccount_success", True, "A bank debit from STRIPE TEST BANK ending 6789 is in progress",
+     "A bank debit for the balance is in progress"),
+])
+def test_an_autopay_invoice_says_what_will_really_happen(db, sandbox, client_id, token, charge, expected_pdf,
+                                                         expected_mail) -> None:
+    """No method, a method declined for good, a soft decline, a debit settling: never "nothing to do"
+    when nothing will charge it."""
+    from mspbill.mail.templates import invoice_values
+    from mspbill.pdf.invoice import invoice_pdf
+
+    if token:
+        _save_method(db, sandbox, client_id, token)
+    inv_id = _open_invoice(db, client_id)
+    if charge:
+        charges.charge_invoice(db, sandbox, inv_id)
+    with db.session() as s:
+        text = _pdf_text(invoice_pdf(s, inv_id).data)
+        mail = invoice_values(s, s.get(__import__("mspbill.db.models", fromlist=["Invoice"]).Invoice, inv_id))
+    assert expected_pdf in text
+    assert expected_mail in mail["payment_method"]
+    if "not set up" in expected_pdf or "cannot be made" in expected_pdf:
+        assert "nothing for you to do" not in text

@@ -81,6 +81,9 @@ AUTOPAY_WORDING = ("The balance will be charged automatically on {due_date} to t
 AUTOPAY_NO_DUE_DATE_WORDING = ("The balance will be charged automatically to the payment method we have on file "
                                "for you, so there is nothing for you to do.")
 AUTOPAY_FAILED_WORDING = "The automatic payment on {due_date} did not go through, so the balance is still due."
+AUTOPAY_PROCESSING_WORDING = ("A bank debit for the balance is in progress and settles within a few business days, "
+                              "so there is nothing for you to do.")
+AUTOPAY_NEEDS_METHOD_WORDING = "We have no payment method on file that we can charge for this invoice."
 BY_INVOICE_WORDING = "Please pay by {due_date} as follows:"
 BY_INVOICE_PAST_DUE_WORDING = "This invoice was due on {due_date}; please pay the balance as follows:"
 UNCOLLECTIBLE_WORDING = "The balance of {balance} is still due; please pay it as follows:"
@@ -175,7 +178,7 @@ def _how_to_pay(inv: Invoice, company: CompanyProfile | None) -> str:
 
 
 def payment_method_text(inv: Invoice, client: Client, company: CompanyProfile | None,
-                        today: dt.date | None = None) -> str:
+                        today: dt.date | None = None, autopay: str = "ready") -> str:
     """What the client has to do about this invoice as of today: it follows the invoice's
     state (paid, open, past due, written off), not only whether the client is on autopay."""
     today = today or dt.date.today()
@@ -190,8 +193,14 @@ def payment_method_text(inv: Invoice, client: Client, company: CompanyProfile | 
         # Written off in the office's books, but the client still owes it: never "nothing to do".
         balance = format_amount(balance_cents(inv), inv.currency)
         return UNCOLLECTIBLE_WORDING.format(balance=balance) + "\n" + _how_to_pay(inv, company)
+    if client.autopay and autopay == "processing":
+        return AUTOPAY_PROCESSING_WORDING
+    if client.autopay and autopay == "needs_method":
+        # Nothing can charge it: the client pays like anyone who pays by invoice, and is asked for a method.
+        ask = f" Please {_contact(company)} to give us a card or bank account, or pay as follows:"
+        return AUTOPAY_NEEDS_METHOD_WORDING + ask + "\n" + _how_to_pay(inv, company)
     if client.autopay:
-        if not is_past_due(inv, today):
+        if not is_past_due(inv, today) and autopay != "retrying":
             return AUTOPAY_WORDING.format(due_date=due) if due else AUTOPAY_NO_DUE_DATE_WORDING
         # Still open after its due date: the charge on the due date failed.
         failed = AUTOPAY_FAILED_WORDING.format(due_date=due)
@@ -226,9 +235,17 @@ def invoice_values(session: Session, inv: Invoice, today: dt.date | None = None)
         "due_date": format_date(inv.due_date),
         "issue_date": format_date(inv.issue_date),
         "period": period_text(inv),
-        "payment_method": payment_method_text(inv, client, company, today),
+        "payment_method": payment_method_text(inv, client, company, today, _autopay(session, inv, today)),
         "company": company.name if company else "",
     }
+
+
+def _autopay(session: Session, inv: Invoice, today: dt.date | None) -> str:
+    if not inv.client.autopay or inv.kind is not InvoiceKind.INVOICE:
+        return "ready"
+    from mspbill.payments.charges import autopay_state
+
+    return autopay_state(session, inv, today).kind
 
 
 def sample_values() -> dict[str, str]:

@@ -370,6 +370,47 @@ def record_result(db: Database, attempt_id: int, result: ChargeResult,
         return _outcome(attempt, number, message)
 
 
+# --- what the client's documents say --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AutopayState:
+    """What will happen to an autopay client's open invoice, for its PDF and e-mail.
+
+    ready: it will be charged to `method_label`; processing: a bank debit is settling;
+    retrying: a soft decline, tried again later; needs_method: nothing can charge it (no
+    method in the office's processor, or it declined for good or expired) -- the client must
+    pay another way or give a new method.  Without a processor the office charges some other
+    way, and the invoice says it will be charged."""
+
+    kind: str
+    method_label: str | None = None
+
+
+def autopay_state(session: Session, inv: Invoice, today: dt.date | None = None) -> AutopayState:
+    from mspbill.payments.processor import office_mode
+
+    today = today or dt.date.today()
+    latest = session.scalar(select(ChargeAttempt).where(ChargeAttempt.invoice_id == inv.id)
+                            .order_by(ChargeAttempt.id.desc()).limit(1))
+    if latest is not None and latest.status in IN_FLIGHT_STATUSES:
+        kind = "processing" if latest.status is ChargeAttemptStatus.PROCESSING else "ready"
+        return AutopayState(kind, latest.method_label)
+    mode = office_mode(session)
+    if mode is None:
+        # No processor in mspbill: the office charges its autopay clients some other way.
+        return AutopayState("ready")
+    method = default_method(session, inv.client_id, mode)
+    if method is None:
+        return AutopayState("needs_method")
+    label = method_label(method)
+    if method.hard_declined_at is not None or method_facts(method).expires_before(max(today, inv.due_date or today)):
+        return AutopayState("needs_method", label)
+    if latest is not None and latest.status is ChargeAttemptStatus.DECLINED and not latest.decline_hard:
+        return AutopayState("retrying", label)
+    return AutopayState("ready", label)
+
+
 # --- finding out ------------------------------------------------------------------
 
 

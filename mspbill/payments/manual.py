@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mspbill import audit
 from mspbill.agreements import parse_date
 from mspbill.db.models import (
+    REFUND_APPLIED_STATUSES,
     Client,
     ClientCredit,
     CreditReason,
@@ -25,6 +26,7 @@ from mspbill.db.models import (
     InvoiceStatus,
     Payment,
     PaymentMethod,
+    Refund,
     utcnow,
 )
 from mspbill.invoicing import get_invoice
@@ -68,6 +70,8 @@ class PaymentRow:
     currency: str
     amount_cents: int
     applied_cents: int
+    # Given back through the processor (refunds it accepted).
+    refunded_cents: int = 0
 
     @property
     def credit_cents(self) -> int:
@@ -166,7 +170,7 @@ def list_payments(session: Session, *, client_id: int | None = None, month: Mont
                   search: str = "", limit: int | None = None) -> list[PaymentRow]:
     stmt = (select(Payment.id, Payment.received_on, Payment.client_id, Client.legal_name, Payment.invoice_id,
                    Invoice.number, Payment.method, Payment.reference, Payment.currency, Payment.amount_cents,
-                   Payment.applied_cents)
+                   Payment.applied_cents, _refunded_sql())
             .join(Client, Client.id == Payment.client_id)
             .outerjoin(Invoice, Invoice.id == Payment.invoice_id))
     if client_id is not None:
@@ -180,5 +184,11 @@ def list_payments(session: Session, *, client_id: int | None = None, month: Mont
     stmt = stmt.order_by(Payment.received_on.desc(), Payment.id.desc())
     if limit:
         stmt = stmt.limit(limit)
-    return [PaymentRow(pid, day, cid, cname, iid, number, m.value, m.label, ref, cur, amount, applied)
-            for pid, day, cid, cname, iid, number, m, ref, cur, amount, applied in session.execute(stmt)]
+    return [PaymentRow(pid, day, cid, cname, iid, number, m.value, m.label, ref, cur, amount, applied, int(refunded))
+            for pid, day, cid, cname, iid, number, m, ref, cur, amount, applied, refunded in session.execute(stmt)]
+
+
+def _refunded_sql():  # type: ignore[no-untyped-def]
+    return (select(func.coalesce(func.sum(Refund.amount_cents), 0))
+            .where(Refund.payment_id == Payment.id, Refund.status.in_(REFUND_APPLIED_STATUSES))
+            .correlate(Payment).scalar_subquery())

@@ -350,7 +350,8 @@ class LinkResult:
 def link_existing_customer(db: Database, gateway: Gateway, client_id: int, customer_id: str) -> LinkResult:
     """Link the client to a customer that already exists at the processor and take its default method."""
     customer_id = (customer_id or "").strip()
-    if not customer_id.startswith("cus_"):
+    _client_facts(db, client_id)  # an unknown client is said first, before asking the processor
+    if not customer_id.startswith("cus_") or len(customer_id) > 100:
         raise ValidationError([Issue("customer_id", "A Stripe customer id starts with cus_ (Stripe Dashboard → "
                                                     "Customers → the customer → the id at the top).")])
     info = gateway.get_customer(customer_id)

@@ -126,7 +126,7 @@ def refund_payment(db: Database, gateway: Gateway, payment_id: int, *, amount: s
                 issues.append(Issue("amount", str(exc)))
             else:
                 if cents <= 0:
-                    issues.append(Issue("amount", "A refund is more than zero."))
+                    issues.append(Issue("amount", "A refund must be more than zero."))
                 elif cents > plan.refundable_cents:
                     issues.append(Issue("amount", f"At most {format_amount(plan.refundable_cents, plan.currency)} "
                                                   "of this payment can be refunded."))

@@ -124,6 +124,8 @@ class InvoiceDocument:
     company: CompanyBlock
     today: dt.date
     refunds: tuple[DocRefund, ...] = ()
+    # Autopay invoices: ready, processing, retrying or needs_method (payments.charges.autopay_state).
+    autopay_state: str = "ready"
 
     # --- derived wording --------------------------------------------------------
 
@@ -199,11 +201,12 @@ def invoice_document(session: Session, invoice_id: int, today: dt.date | None = 
         for r in session.scalars(select(Refund).where(
             Refund.invoice_id == inv.id, Refund.status.in_(REFUND_APPLIED_STATUSES)).order_by(Refund.id))
         if r.refunded_on is not None)
-    autopay_label = None
+    autopay_label, autopay_kind = None, "ready"
     if client.autopay and inv.kind is InvoiceKind.INVOICE:
-        from mspbill.payments.methods import display_method_label
+        from mspbill.payments.charges import autopay_state
 
-        autopay_label = display_method_label(session, client.id)
+        state = autopay_state(session, inv, today)
+        autopay_label, autopay_kind = state.method_label, state.kind
     # What each credit note took off this invoice: its total less what it sent to client credit.
     to_credit = {note_id: int(cents) for note_id, cents in session.execute(
         select(ClientCredit.invoice_id, ClientCredit.amount_cents)
@@ -247,7 +250,8 @@ def invoice_document(session: Session, invoice_id: int, today: dt.date | None = 
         credit_notes=notes, balance_cents=0 if owes_nothing else max(0, inv.balance_cents),
         memo=inv.memo or "", status_reason=inv.status_reason or "", credit_for_number=credit_for_number,
         credit_to_account_cents=credit_to_account, instalment=instalment, autopay=bool(client.autopay),
-        autopay_method_label=autopay_label, company=layout.read_company(session), today=today, refunds=refunds)
+        autopay_method_label=autopay_label, company=layout.read_company(session), today=today, refunds=refunds,
+        autopay_state=autopay_kind)
 
 
 # --- layout -------------------------------------------------------------------------
@@ -458,9 +462,17 @@ def payment_wording(doc: InvoiceDocument) -> tuple[str, str]:
         if doc.balance_cents == 0 and not doc.is_draft:
             return "Payment", "Paid in full. Thank you."
         target = doc.autopay_method_label or "the payment method on file"
-        if doc.due_date and doc.days_overdue > 0:
-            text = (f"The automatic charge to {target} on {fmt_date(doc.due_date)} has not gone through; "
-                    "it will be tried again.")
+        if doc.autopay_state == "processing":
+            return "Payment", (f"A bank debit from {target} is in progress; it settles within a few business days. "
+                               "There is nothing for you to do.")
+        if doc.autopay_state == "needs_method":
+            lead = (f"The automatic payment from {target} cannot be made." if doc.autopay_method_label
+                    else "Automatic payment is not set up yet.")
+            ask = f", or write to {company.email} to give us a card or bank account" if company.email else ""
+            return "How to pay", f"{lead} Please pay as follows{ask}:\n{_instructions(doc)}"
+        if (doc.due_date and doc.days_overdue > 0) or doc.autopay_state == "retrying":
+            on = f" on {fmt_date(doc.due_date)}" if doc.due_date else ""
+            text = f"The automatic charge to {target}{on} has not gone through; it will be tried again."
             if company.email:
                 text += f" To pay another way, or to update the payment method, write to {company.email}."
             return "Payment", text
@@ -470,6 +482,12 @@ def payment_wording(doc: InvoiceDocument) -> tuple[str, str]:
         return "Payment", f"Will be charged automatically when this invoice is issued, to {target}."
     if doc.balance_cents == 0 and not doc.is_draft:
         return "Payment", "Paid in full. Thank you."
+    return "How to pay", _instructions(doc)
+
+
+def _instructions(doc: InvoiceDocument) -> str:
+    """The company's payment instructions, with the number to quote."""
+    company = doc.company
     instructions = company.payment_instructions.strip()
     if not instructions:
         quote = doc.number or "the invoice number"
@@ -478,7 +496,7 @@ def payment_wording(doc: InvoiceDocument) -> tuple[str, str]:
             instructions += f" Questions about this invoice: {company.email}."
     elif doc.number and "quote" not in instructions.casefold():  # the office may have said it already
         instructions += f"\nPlease quote {doc.number} with your payment."
-    return "How to pay", instructions
+    return instructions
 
 
 def _story(doc: InvoiceDocument) -> list[Flowable]:
