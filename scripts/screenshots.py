@@ -7,15 +7,18 @@ NAME is a file name without .png (for example settings-payments); without --only
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
-from PySide6.QtWidgets import QWidget  # noqa: E402
+from PySide6.QtWidgets import QDialog, QWidget  # noqa: E402
 
 from mspbill.context import open_context  # noqa: E402
 from mspbill.demo import create_demo_office  # noqa: E402
@@ -90,13 +93,47 @@ def client_with_methods(window: MainWindow) -> int:
     return 0
 
 
+def dialog_shot(window: MainWindow, ops: Ops, path: Path, open_dialog: Callable[[], Any], *,
+                screen: str | None = None, row: int | Callable[[MainWindow], int] | None = None,
+                size: tuple[int, int] | None = None, prepare: Callable[[Any], object] | None = None) -> None:
+    """Go to `screen` and select `row` of its table, open the dialog (a QDialog, or None: no shot),
+    size it, let it load, grab it, close it."""
+    if screen is not None:
+        window.go(screen)
+        settle(ops)
+        if row is not None:
+            getattr(window, screen.lower()).table.selectRow(row if isinstance(row, int) else row(window))
+    dialog = open_dialog()
+    if dialog is None:
+        return
+    settle(ops)
+    if size is not None:
+        dialog.resize(*size)
+    if prepare is not None:
+        prepare(dialog)
+    settle(ops)
+    grab(dialog, path)
+    dialog.reject()
+
+
+def shown(dialog: QDialog) -> QDialog:
+    dialog.show()
+    return dialog
+
+
+def parse_args(args: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Take the README's screenshots of a demo office.")
+    parser.add_argument("out_dir", nargs="?", default="docs/screenshots", type=Path,
+                        help="where the .png files go (default: docs/screenshots)")
+    parser.add_argument("--only", type=lambda text: set(text.split(",")), default=None, metavar="NAME,NAME",
+                        help="take only these (file names without .png, for example settings-payments)")
+    return parser.parse_args(args)
+
+
 def main(*args: str) -> int:
-    positional = [a for a in args if not a.startswith("--")]
-    only: set[str] | None = None
-    if "--only" in args:
-        only = set(args[args.index("--only") + 1].split(","))
-        positional = [a for a in positional if a != args[args.index("--only") + 1]]
-    out = Path(positional[0] if positional else "docs/screenshots")
+    options = parse_args(list(args))
+    only: set[str] | None = options.only
+    out: Path = options.out_dir
     out.mkdir(parents=True, exist_ok=True)
 
     def wanted(name: str) -> bool:
@@ -121,82 +158,42 @@ def main(*args: str) -> int:
                 window.go(name)
                 settle(ops)
                 grab(window, out / f"{name.lower()}.png")
-        if wanted("settings-email"):
-            window.go("Settings")
-            window.settings.show_tab("E-mail")
-            settle(ops)
-            grab(window, out / "settings-email.png")
-        if wanted("settings-payments"):
-            window.go("Settings")
-            window.settings.show_tab("Payments")
-            settle(ops)
-            grab(window, out / "settings-payments.png")
+        for tab in ("E-mail", "Payments"):
+            name = f"settings-{tab.lower().replace('-', '')}"
+            if wanted(name):
+                window.go("Settings")
+                window.settings.show_tab(tab)
+                settle(ops)
+                grab(window, out / f"{name}.png")
         window.settings.show_tab("Company")
         if wanted("invoice-pdf"):
             invoice_pdf_page(ctx, out / "invoice-pdf.png")
         if wanted("client-dialog"):
-            window.go("Clients")
-            settle(ops)
-            window.clients.table.selectRow(6)
-            dialog = window.clients.edit_selected()
-            settle(ops)
-            grab(dialog, out / "client-dialog.png")
-            dialog.reject()
+            dialog_shot(window, ops, out / "client-dialog.png", window.clients.edit_selected, screen="Clients", row=6)
         if wanted("client-payment-methods"):
-            window.go("Clients")
-            settle(ops)
-            window.clients.table.selectRow(client_with_methods(window))
-            dialog = window.clients.edit_selected()
-            settle(ops)
-            dialog.resize(760, 440)
-            dialog.show_payment_methods()
-            settle(ops)
-            grab(dialog, out / "client-payment-methods.png")
-            dialog.reject()
+            dialog_shot(window, ops, out / "client-payment-methods.png", window.clients.edit_selected,
+                        screen="Clients", row=client_with_methods, size=(760, 440),
+                        prepare=lambda dialog: dialog.show_payment_methods())
         if wanted("agreement-dialog"):
-            window.go("Agreements")
-            settle(ops)
-            window.agreements.table.selectRow(1)
-            dialog = window.agreements.edit_selected()
-            settle(ops)
-            dialog.resize(900, 600)
-            settle(ops)
-            grab(dialog, out / "agreement-dialog.png")
-            dialog.reject()
+            dialog_shot(window, ops, out / "agreement-dialog.png", window.agreements.edit_selected,
+                        screen="Agreements", row=1, size=(900, 600))
         if wanted("invoice-dialog"):
-            window.go("Invoices")
-            settle(ops)
-            window.invoices.table.selectRow(0)
-            detail = window.invoices.open_selected()
-            settle(ops)
-            if detail is not None:
-                detail.resize(900, 700)
-                settle(ops)
-                grab(detail, out / "invoice-dialog.png")
-                detail.reject()
+            dialog_shot(window, ops, out / "invoice-dialog.png", window.invoices.open_selected,
+                        screen="Invoices", row=0, size=(900, 700))
         if wanted("charge-dialog"):
             from ui.charge_dialog import ChargeDialog
 
             invoice_id = chargeable_invoice(ctx)
             if invoice_id is not None:
-                charge = ChargeDialog(ops, window, invoice_id)
-                charge.show()
-                settle(ops)
-                grab(charge, out / "charge-dialog.png")
-                charge.reject()
+                dialog_shot(window, ops, out / "charge-dialog.png",
+                            lambda: shown(ChargeDialog(ops, window, invoice_id)))
         if wanted("generate-dialog"):
-            window.go("Invoices")
-            settle(ops)
-            generate = window.invoices.open_generate()
-            generate.resize(1000, 640)
-            settle(ops)
-            grab(generate, out / "generate-dialog.png")
-            generate.reject()
+            dialog_shot(window, ops, out / "generate-dialog.png", window.invoices.open_generate,
+                        screen="Invoices", size=(1000, 640))
         window.close()
         ctx.close()
     app.quit()
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main(*sys.argv[1:]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import escape
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from sqlalchemy.orm import Session
 
 from mspbill.db.models import ChargeAttemptStatus, RefundStatus
 from mspbill.money import MoneyError, format_amount, parse_amount
@@ -34,7 +36,7 @@ from mspbill.payments.charges import (
     charge_invoice,
     plan_charge,
 )
-from mspbill.payments.gateway import NotConfiguredError, ProcessorMode
+from mspbill.payments.gateway import ProcessorMode
 from mspbill.payments.refunds import (
     RefundOutcome,
     RefundPlan,
@@ -42,19 +44,24 @@ from mspbill.payments.refunds import (
     refund_payment,
 )
 from mspbill.validation import ValidationError
-from ui.ops import OpContext, Ops
+from ui.ops import Ops
 from ui.payment_widgets import (
     ModeBadge,
     PaymentSession,
-    close_gateway,
-    notice_label,
+    office_mode_and_note,
     processor_message,
+)
+from ui.widgets import (
+    ERROR_STYLE,
+    MUTED_STYLE,
+    WARNING_STYLE,
+    FieldForm,
+    error_label,
+    heading,
+    notice_label,
     show_notice,
 )
-from ui.widgets import ERROR_STYLE, FieldForm, error_label, heading
 
-WARNING_STYLE = "background: #fef7e0; color: #7a5900; padding: 6px 8px; border-radius: 4px;"
-MUTED_STYLE = "color: #5f6368;"
 CREDIT_NOTE_ON = ("A credit note of the refunded amount is issued with the refund, so the invoice stays settled "
                   "and the client's statement shows the money given back.")
 CREDIT_NOTE_OFF = ("Without a credit note the invoice shows the refunded amount as due again: untick this only "
@@ -81,8 +88,8 @@ class LiveConfirmDialog(QDialog):
         title.setWordWrap(True)
         layout.addWidget(title)
         self.text = QLabel(
-            f"mspbill is connected to Stripe with a <b>live</b> key. This {verb}s <b>{_html(amount_text)}</b> "
-            f"to <b>{_html(client_name)}</b> ({_html(what)}). {_html(money_line)}"
+            f"mspbill is connected to Stripe with a <b>live</b> key. This {verb}s <b>{escape(amount_text)}</b> "
+            f"to <b>{escape(client_name)}</b> ({escape(what)}). {escape(money_line)}"
             "<br><br>mspbill asks once each time it is started; later charges and refunds go ahead without "
             "this question until you quit.")
         self.text.setWordWrap(True)
@@ -140,8 +147,7 @@ class _MoneyDialog(QDialog):
         self.heading = heading(title, 16)
         top.addWidget(self.heading)
         top.addStretch()
-        self.badge = ModeBadge()
-        self.badge.hide()  # until the mode is known
+        self.badge = ModeBadge()  # hidden until the mode is known
         top.addWidget(self.badge)
         layout.addLayout(top)
         self.body = QWidget()
@@ -170,11 +176,24 @@ class _MoneyDialog(QDialog):
     def show_problems(self, problems: list[str]) -> None:
         self.problems.setText("\n".join(f"• {p}" for p in problems) if len(problems) > 1 else "".join(problems))
         self.problems.setVisible(bool(problems))
+        self.fit()
+
+    def fit(self) -> None:
+        """Take the height the content needs at the current width, after a line was shown,
+        hidden or reworded: wrapped text is never cut and no gap is left."""
+        if not self.isVisible():
+            return  # showing it sizes it
+        layout = self.main_layout
+        layout.invalidate()
+        layout.activate()
+        width = self.width()
+        height = (layout.totalHeightForWidth(width) if layout.hasHeightForWidth()
+                  else layout.totalSizeHint().height())
+        self.resize(width, max(height, layout.totalMinimumSize().height()))
 
     def set_mode(self, mode: ProcessorMode | None) -> None:
         self.mode = mode
         self.badge.set_mode(mode)
-        self.badge.show()
 
     def finished_with(self, text: str, kind: str) -> None:
         """The outcome replaces the action: only Close is left."""
@@ -183,14 +202,10 @@ class _MoneyDialog(QDialog):
         cancel = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
         cancel.setText("Close")
         cancel.setDefault(True)
-        self.adjustSize()
+        self.fit()
 
     def _go_clicked(self) -> None:
         raise NotImplementedError
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --- charge now -----------------------------------------------------------------------
@@ -234,20 +249,13 @@ class ChargeDialog(_MoneyDialog):
         self.load()
 
     def load(self) -> None:
-        session, invoice_id = self.session, self.invoice_id
+        invoice_id = self.invoice_id
 
-        def work(ctx: OpContext) -> _ChargeLoad:
-            note = ""
-            try:
-                gateway = session.open_gateway(ctx.db)
-                mode: ProcessorMode | None = gateway.mode
-                close_gateway(gateway)
-            except NotConfiguredError as exc:
-                mode, note = None, exc.message
-            with ctx.db.session() as s:
-                return _ChargeLoad(plan_charge(s, invoice_id, mode), mode, note)
+        def work(s: Session) -> _ChargeLoad:
+            mode, note = office_mode_and_note(s)
+            return _ChargeLoad(plan_charge(s, invoice_id, mode), mode, note)
 
-        self.ops.run(self, work, on_success=self._loaded, label="Preparing the charge")
+        self.ops.read(self, work, self._loaded, label="Preparing the charge")
 
     def _loaded(self, load: _ChargeLoad) -> None:
         plan = self.plan = load.plan
@@ -349,9 +357,8 @@ class RefundDialog(_MoneyDialog):
         bl.addWidget(self.credit_note)
         bl.addWidget(self.credit_explained)
         self.form_layout.addRow("", box)
-        self.credit_note.toggled.connect(
-            lambda on: self.credit_explained.setText(CREDIT_NOTE_ON if on else CREDIT_NOTE_OFF))
-        self.amount_field.textChanged.connect(lambda _t: self._update_button())
+        self.credit_note.toggled.connect(self._credit_note_toggled)
+        self.amount_field.textChanged.connect(lambda _t: self._amount_changed())
         self.reason.textChanged.connect(lambda _t: self._update_button())
         self.load()
 
@@ -377,6 +384,24 @@ class RefundDialog(_MoneyDialog):
             editor.setEnabled(not plan.problems)
         self._update_button()
 
+    def _credit_note_toggled(self, on: bool) -> None:
+        self.credit_explained.setText(CREDIT_NOTE_ON if on else CREDIT_NOTE_OFF)
+        self.fit()  # the two explanations differ in length
+
+    def over_refundable(self) -> bool:
+        """The amount typed is more than can be refunded."""
+        cents = self.amount_cents()
+        return self.plan is not None and cents is not None and cents > self.plan.refundable_cents
+
+    def _amount_changed(self) -> None:
+        plan = self.plan
+        # Said at once, as the core would say it, instead of after a click on a button that cannot work.
+        self.form.rows["amount"].set_error(
+            [f"At most {format_amount(plan.refundable_cents, plan.currency)} of this payment can be refunded."]
+            if plan is not None and self.over_refundable() else None)
+        self._update_button()
+        self.fit()
+
     def amount_cents(self) -> int | None:
         """What the button would refund; None when the amount typed is not an amount."""
         plan = self.plan
@@ -395,12 +420,14 @@ class RefundDialog(_MoneyDialog):
         if plan is None or self.result_label.isVisible():
             return
         cents = self.amount_cents()
-        self.go.setText(f"Refund {format_amount(cents, plan.currency)}" if cents else "Refund")
-        self.go.setEnabled(not plan.problems and bool(self.reason.text().strip()) and bool(cents))
+        # Nothing that cannot be refunded is offered: not an amount, zero or less, or above the refundable.
+        valid = cents is not None and 0 < cents <= plan.refundable_cents
+        self.go.setText(f"Refund {format_amount(cents, plan.currency)}" if valid and cents else "Refund")
+        self.go.setEnabled(not plan.problems and bool(self.reason.text().strip()) and valid)
 
     def _go_clicked(self) -> None:
         plan, cents = self.plan, self.amount_cents()
-        if plan is None or not self.go.isEnabled() or not cents:
+        if plan is None or not self.go.isEnabled() or not cents or self.over_refundable():
             return
         self.confirm_dialog = confirm_live(
             self.session, self, self.mode, verb="refund", amount_text=format_amount(cents, plan.currency),
@@ -428,7 +455,7 @@ class RefundDialog(_MoneyDialog):
     def _failed(self, exc: BaseException) -> bool:
         if isinstance(exc, ValidationError):
             leftover = self.form.show_issues(exc.by_field())
-            self.show_problems(leftover)
+            self.show_problems(leftover)  # fits the dialog to the messages at the fields too
             self._update_button()
             return True
         message = processor_message(exc)

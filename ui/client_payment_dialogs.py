@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from html import escape
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication
@@ -37,16 +38,14 @@ from mspbill.payments.methods import (
     queue_setup_link_email,
 )
 from ui.ops import Ops
-from ui.payment_widgets import (
-    ModeBadge,
-    PaymentSession,
+from ui.payment_widgets import ModeBadge, PaymentSession, processor_failure
+from ui.widgets import (
+    MUTED_STYLE,
+    WARNING_STYLE,
+    error_label,
     notice_label,
-    processor_message,
     show_notice,
 )
-from ui.widgets import error_label
-
-MUTED_STYLE = "color: #5f6368;"
 
 # What the client could save on the sandbox's hosted page, and how each behaves when charged.
 SIMULATED_METHODS: tuple[tuple[str, str], ...] = (
@@ -82,14 +81,8 @@ def email_setup_link(ops: Ops, parent: QWidget, link_id: int, report: Callable[[
     def queued(message_id: int) -> None:
         EmailRunner.for_ops(ops).send(parent, [message_id], done=sent)
 
-    def failed(exc: BaseException) -> bool:
-        message = processor_message(exc)
-        if message is None:
-            return False
-        report(message, "error")
-        return True
-
-    ops.write(parent, lambda s: queue_setup_link_email(s, link_id), queued, on_failure=failed,
+    ops.write(parent, lambda s: queue_setup_link_email(s, link_id), queued,
+              on_failure=processor_failure(lambda message: report(message, "error")),
               label="Queueing the setup link e-mail")
 
 
@@ -106,7 +99,7 @@ class SetupLinkDialog(QDialog):
         self.setWindowTitle("Payment setup link")
         self.setMinimumWidth(560)
         layout = QVBoxLayout(self)
-        text = QLabel(f"The payment setup link for <b>{_html(client_name)}</b> is ready. On the page it opens, "
+        text = QLabel(f"The payment setup link for <b>{escape(client_name)}</b> is ready. On the page it opens, "
                       "hosted by Stripe, the client saves a card or US bank account; it then appears in their "
                       f"payment methods and autopay uses it.<br><br>It can be used until "
                       f"<b>{local_time(expires_at)}</b>.")
@@ -205,8 +198,7 @@ class LinkCustomerDialog(QDialog):
         layout.addLayout(row)
         self.replace_warning = QLabel()
         self.replace_warning.setWordWrap(True)
-        self.replace_warning.setStyleSheet("background: #fef7e0; color: #7a5900; padding: 6px 8px; "
-                                           "border-radius: 4px;")
+        self.replace_warning.setStyleSheet(WARNING_STYLE)
         self.replace_warning.hide()
         layout.addWidget(self.replace_warning)
         self.message = error_label()
@@ -222,15 +214,8 @@ class LinkCustomerDialog(QDialog):
     def search(self) -> None:
         client_id = self.client_id
         job = self.session.with_gateway(lambda db, gateway: find_existing_customers(db, gateway, client_id))
-
-        def failed(exc: BaseException) -> bool:
-            message = processor_message(exc)
-            if message is None:
-                return False
-            self.search_note.setText(message)
-            return True
-
-        self.ops.run(self, job, on_success=self._found, on_failure=failed, label="Looking up customers")
+        self.ops.run(self, job, on_success=self._found, on_failure=processor_failure(self.search_note.setText),
+                     label="Looking up customers")
 
     def _found(self, choices: list[CustomerChoice]) -> None:
         self.choices = choices
@@ -287,16 +272,12 @@ class LinkCustomerDialog(QDialog):
             self.linked.emit(result)
             self.accept()
 
-        def failed(exc: BaseException) -> bool:
-            self._update()
-            message = processor_message(exc)
-            if message is None:
-                return False
+        def refused(message: str) -> None:
             self.message.setText(message)
             self.message.show()
-            return True
 
-        self.ops.run(self, job, on_success=done, on_failure=failed, label="Linking the customer")
+        self.ops.run(self, job, on_success=done, on_failure=processor_failure(refused, before=self._update),
+                     label="Linking the customer")
 
 
 # --- the sandbox's hosted page -------------------------------------------------------------
@@ -345,6 +326,3 @@ class SimulateDialog(QDialog):
         if item is not None:
             self.chosen.emit(str(item.data(Qt.ItemDataRole.UserRole)))
 
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -24,19 +24,20 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mspbill.db.engine import Database
 from mspbill.db.models import Client, SetupLink
 from mspbill.payments.gateway import (
     Gateway,
     InvalidRequest,
-    NotConfiguredError,
     ProcessorMode,
 )
 from mspbill.payments.methods import (
@@ -62,21 +63,19 @@ from ui.client_payment_dialogs import (
     email_setup_link,
     local_time,
 )
-from ui.ops import OpContext, Ops
+from ui.ops import Ops
 from ui.payment_widgets import (
     ModeBadge,
     PaymentSession,
-    notice_label,
+    processor_failure,
     processor_message,
-    show_notice,
 )
-from ui.widgets import error_label
+from ui.widgets import MUTED_STYLE, error_label, notice_label, show_notice
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_MS = 10_000
 WARN_COLOR = QColor("#b3261e")
-MUTED_STYLE = "color: #5f6368;"
 
 
 def method_notes(m: SavedMethodView) -> tuple[str, bool]:
@@ -127,15 +126,19 @@ class ClientPaymentsPanel(QWidget):
         self.poll_timer.timeout.connect(self.poll)
 
     def _build(self) -> None:
-        layout = QVBoxLayout(self)
+        # Top to bottom, each part as tall as its content: who the client is at the processor,
+        # warnings, the methods (the table takes the spare height; without methods a stretch
+        # at the bottom does, so nothing floats), the open link, the actions, the last notice.
+        layout = self.main_layout = QVBoxLayout(self)
+        layout.setSpacing(8)
         top = QHBoxLayout()
-        self.badge = ModeBadge()
-        self.badge.hide()
+        self.badge = ModeBadge()  # hidden until the mode is known
         self.customer = QLabel("Loading…")
         self.customer.setStyleSheet(MUTED_STYLE)
+        self.customer.setWordWrap(True)  # a long sentence wraps beside the badge, never under it
         self.customer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top.addWidget(self.customer, 1)
-        top.addWidget(self.badge)
+        top.addWidget(self.badge, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(top)
         self.warnings = error_label()
         layout.addWidget(self.warnings)
@@ -161,12 +164,29 @@ class ClientPaymentsPanel(QWidget):
         self.empty.hide()
         layout.addWidget(self.empty)
 
+        # What can be done to the selected method, right under the table.
+        self.method_buttons = QWidget()
+        mb = QHBoxLayout(self.method_buttons)
+        mb.setContentsMargins(0, 0, 0, 0)
+        self.default_button = QPushButton("Make default")
+        self.default_button.setToolTip("Autopay and Charge now use the default method.")
+        self.remove_button = QPushButton("Remove…")
+        for button, handler in ((self.default_button, self.make_default), (self.remove_button, self.remove)):
+            button.setAutoDefault(False)
+            button.clicked.connect(lambda _c=False, h=handler: h())
+            mb.addWidget(button)
+        mb.addStretch()
+        self.method_buttons.hide()
+        layout.addWidget(self.method_buttons)
+
         # The open setup link, if any.
         self.link_box = QFrame()
         self.link_box.setObjectName("linkBox")
         self.link_box.setStyleSheet("#linkBox { background: #e8f0fe; border-radius: 6px; }")
+        self.link_box.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # never padded out
         lb = QVBoxLayout(self.link_box)
         lb.setContentsMargins(10, 8, 10, 8)
+        lb.setSpacing(6)
         self.link_text = QLabel()
         self.link_text.setWordWrap(True)
         self.link_text.setStyleSheet("color: #174ea6;")
@@ -198,14 +218,10 @@ class ClientPaymentsPanel(QWidget):
         self.link_customer_button = QPushButton("Link existing Stripe customer…")
         self.link_customer_button.setToolTip("Use a customer that already exists in your Stripe account, with the "
                                              "cards and bank accounts saved there.")
-        self.default_button = QPushButton("Make default")
-        self.default_button.setToolTip("Autopay and Charge now use the default method.")
-        self.remove_button = QPushButton("Remove…")
         self.check_button = QPushButton("Check now")
         self.check_button.setToolTip("Ask the processor now: a setup link finished, a card renewed or removed.")
         for button, handler in ((self.send_link_button, self.send_link),
                                 (self.link_customer_button, self.link_customer),
-                                (self.default_button, self.make_default), (self.remove_button, self.remove),
                                 (self.check_button, self.check_now)):
             button.setAutoDefault(False)
             button.clicked.connect(lambda _c=False, h=handler: h())
@@ -215,6 +231,8 @@ class ClientPaymentsPanel(QWidget):
         layout.addLayout(buttons)
         self.notice = notice_label()
         layout.addWidget(self.notice)
+        self._tail = layout.count()
+        layout.addStretch(1)  # takes the spare height while there is no table (see _loaded)
         self._update_buttons()
 
     # --- data ---
@@ -223,29 +241,21 @@ class ClientPaymentsPanel(QWidget):
             self.load()
 
     def load(self) -> None:
-        session, client_id = self.session, self.client_id
+        client_id = self.client_id
 
-        def work(ctx: OpContext) -> _Loaded:
-            note = ""
-            try:
-                gateway = session.open_gateway(ctx.db)
-                mode: ProcessorMode | None = gateway.mode
-                pw.close_gateway(gateway)
-            except NotConfiguredError as exc:
-                mode, note = None, exc.message
-            with ctx.db.session() as s:
-                client = s.get(Client, client_id)
-                emails = tuple(client.email_list) if client is not None else ()
-                return _Loaded(payment_profile(s, client_id, mode), note, emails)
+        def work(s: Session) -> _Loaded:
+            mode, note = pw.office_mode_and_note(s)
+            client = s.get(Client, client_id)
+            emails = tuple(client.email_list) if client is not None else ()
+            return _Loaded(payment_profile(s, client_id, mode), note, emails)
 
-        self.ops.run(self, work, on_success=self._loaded, label="Loading payment methods")
+        self.ops.read(self, work, self._loaded, label="Loading payment methods")
 
     def _loaded(self, loaded: _Loaded) -> None:
         self._loaded_once = True
         self.emails = list(loaded.emails)
         p = self.profile = loaded.profile
         self.badge.set_mode(p.mode)
-        self.badge.show()
         if p.mode is None:
             self.customer.setText(loaded.not_configured or "No payment processor is set up (Settings → Payments).")
         elif p.customer_id:
@@ -272,6 +282,8 @@ class ClientPaymentsPanel(QWidget):
             if selected is not None and m.id == selected.id:
                 self.table.selectRow(r)
         self.table.setVisible(bool(p.methods))
+        self.method_buttons.setVisible(bool(p.methods))
+        self.main_layout.setStretch(self._tail, 0 if p.methods else 1)
         self.empty.setVisible(not p.methods and p.mode is not None)
         link = p.open_link
         if link is not None:
@@ -368,14 +380,8 @@ class ClientPaymentsPanel(QWidget):
             self._update_buttons()
             done(result)
 
-        def failed(exc: BaseException) -> bool:
-            self._update_buttons()
-            message = processor_message(exc)
-            if message is None:
-                return False
-            show_notice(self.notice, message, "error")
-            return True
-
+        failed = processor_failure(lambda message: show_notice(self.notice, message, "error"),
+                                   before=self._update_buttons)
         self.ops.run(self, self.session.with_gateway(work), on_success=finished, on_failure=failed, label=label)
 
     # --- actions ---

@@ -23,8 +23,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mspbill.db.models import IN_FLIGHT_STATUSES, ChargeAttempt
 from mspbill.invoicing import (
     create_credit_note,
     delete_draft,
@@ -33,6 +35,7 @@ from mspbill.invoicing import (
     void_invoice,
 )
 from mspbill.money import format_amount
+from mspbill.payments.gateway import ProcessorMode
 from ui.ops import Ops
 from ui.widgets import FieldForm, error_label
 
@@ -86,6 +89,19 @@ def can_write_off(r: InvoiceRef) -> bool:
 def can_charge(r: InvoiceRef) -> bool:
     """Issued with something left to pay; the charge dialog says what else stands in the way."""
     return r.kind == "invoice" and r.status in ("open", "uncollectible") and r.balance_cents > 0
+
+
+def charge_offered(r: InvoiceRef, mode: ProcessorMode | None, in_flight: bool) -> bool:
+    """Charge now, as the Invoices list and the invoice window offer it: only with a processor set
+    up and no charge of the invoice under way (then "Check status" is the action); the dialog says
+    what else stands in the way (no card on file)."""
+    return mode is not None and not in_flight and can_charge(r)
+
+
+def in_flight_invoice_ids(session: Session) -> frozenset[int]:
+    """The invoices with a charge under way (sent, processing, or outcome unknown)."""
+    return frozenset(session.scalars(select(ChargeAttempt.invoice_id).distinct()
+                                     .where(ChargeAttempt.status.in_(IN_FLIGHT_STATUSES))))
 
 
 class ReasonDialog(QDialog):

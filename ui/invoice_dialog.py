@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from html import escape
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
@@ -23,10 +24,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mspbill.db.models import Payment
+from mspbill.db.models import IN_FLIGHT_STATUSES
 from mspbill.invoicing import InvoiceDetail, invoice_detail
 from mspbill.money import format_amount, format_decimal
 from mspbill.payments.charges import (
@@ -40,6 +40,7 @@ from mspbill.payments.processor import office_mode
 from mspbill.payments.refunds import refunded_by_payment
 from mspbill.periods import Month
 from ui import invoice_actions as actions
+from ui.charge_dialog import CHARGE_KINDS
 from ui.invoice_actions import InvoiceRef
 from ui.invoices_screen import (
     can_email,
@@ -50,13 +51,13 @@ from ui.invoices_screen import (
     status_text,
 )
 from ui.ops import Ops
-from ui.payment_widgets import PaymentSession, processor_message
+from ui.payment_widgets import PaymentSession, processor_failure, refundable_payment_ids
+from ui.widgets import notice_label, show_notice
 
 STATUS_COLORS = {"draft": "#5f6368", "open": "#1a73e8", "paid": "#188038", "void": "#5f6368",
                  "uncollectible": "#b3261e"}
 
 
-IN_FLIGHT = ("pending", "processing", "unknown")
 ATTEMPT_STATUS = {"pending": "Being sent", "processing": "Processing (bank debit)", "succeeded": "Succeeded",
                   "declined": "Declined", "unknown": "Outcome unknown", "not_charged": "Not charged"}
 
@@ -72,14 +73,13 @@ class ProcessorFacts:
 
     @property
     def in_flight(self) -> AttemptRow | None:
-        return next((a for a in self.attempts if a.status in IN_FLIGHT), None)
+        return next((a for a in self.attempts if a.status in IN_FLIGHT_STATUSES), None)
 
 
 def processor_facts(session: Session, invoice_id: int) -> ProcessorFacts:
-    ids = list(session.scalars(select(Payment.id).where(Payment.invoice_id == invoice_id,
-                                                        Payment.processor_intent_id.is_not(None))))
-    return ProcessorFacts(office_mode(session), attempts_for_invoice(session, invoice_id), frozenset(ids),
-                          refunded_by_payment(session, ids) if ids else {})
+    ids = refundable_payment_ids(session, invoice_id=invoice_id)
+    return ProcessorFacts(office_mode(session), attempts_for_invoice(session, invoice_id), ids,
+                          refunded_by_payment(session, sorted(ids)) if ids else {})
 
 
 def _table(headers: tuple[str, ...], right: tuple[int, ...] = (), center: tuple[int, ...] = ()) -> QTableWidget:
@@ -158,9 +158,7 @@ class InvoiceDialog(QDialog):
         self.subtitle.setStyleSheet("color: #5f6368;")
         self.subtitle.setWordWrap(True)
         layout.addWidget(self.subtitle)
-        self.pdf_notice = QLabel()  # how the last print or save went
-        self.pdf_notice.setWordWrap(True)
-        self.pdf_notice.hide()
+        self.pdf_notice = notice_label()  # how the last print, save or status check went
         layout.addWidget(self.pdf_notice)
 
         info = QHBoxLayout()
@@ -282,7 +280,7 @@ class InvoiceDialog(QDialog):
         self.subtitle.setText(" · ".join(x for x in sub if x))
         bt = d.bill_to
         self.bill_to.setText("<b>Bill to</b><br>" + "<br>".join(
-            _html(x) for x in [bt.get("name", ""), *bt.get("address", []), ", ".join(bt.get("emails", []))] if x))
+            escape(x) for x in [bt.get("name", ""), *bt.get("address", []), ", ".join(bt.get("emails", []))] if x))
         facts = []
         if r.issue_date:
             facts.append(f"Issued {r.issue_date.isoformat()}")
@@ -297,7 +295,7 @@ class InvoiceDialog(QDialog):
                          f"Period {Month.of(r.period_start).label}")
         if r.status == "draft":
             facts.append("Not issued yet: no number; the due date is set at issue.")
-        self.dates.setText("<br>".join(_html(f) for f in facts))
+        self.dates.setText("<br>".join(escape(f) for f in facts))
         _fill(self.lines, [[ln.description, format_decimal(ln.quantity), format_amount(ln.unit_price_cents, cur),
                             format_amount(ln.amount_cents, cur), "✓" if ln.taxable else ""] for ln in d.lines])
         self.lines.resizeRowsToContents()
@@ -357,9 +355,8 @@ class InvoiceDialog(QDialog):
         # An instalment is generated from its plan: the core refuses edits to it (delete it instead).
         self.edit_button.setVisible(d is not None and d.editable and d.instalment is None)
         self.pay_button.setVisible(ref is not None and actions.can_pay(ref) and ref.status != "paid")
-        # Only with a processor set up; the dialog says what else stands in the way (no card on file).
-        self.charge_button.setVisible(ref is not None and actions.can_charge(ref) and self.facts.mode is not None
-                                      and self.facts.in_flight is None)
+        self.charge_button.setVisible(ref is not None and actions.charge_offered(
+            ref, self.facts.mode, self.facts.in_flight is not None))
         self.check_status_button.setVisible(self.facts.in_flight is not None)
         self._update_refund_button()
         self.credit_button.setVisible(ref is not None and actions.can_credit(ref))
@@ -410,11 +407,7 @@ class InvoiceDialog(QDialog):
             save_invoice_pdf(self.ops, self, self.invoice_id, self.show_pdf_notice)
 
     def show_pdf_notice(self, text: str, error: bool = False) -> None:
-        self.pdf_notice.setStyleSheet(
-            "background: #fce8e6; color: #8c1d18; padding: 6px 10px; border-radius: 4px;" if error
-            else "background: #e6f4ea; color: #0d652d; padding: 6px 10px; border-radius: 4px;")
-        self.pdf_notice.setText(text)
-        self.pdf_notice.show()
+        show_notice(self.pdf_notice, text, "error" if error else "ok")
 
     # --- actions ---
     def _after(self) -> None:
@@ -441,17 +434,13 @@ class InvoiceDialog(QDialog):
                 # The core's sentence is for a debit just started; this one has been waiting.
                 text = (f"The bank debit of {format_amount(outcome.amount_cents, outcome.currency)} is still "
                         "processing; it settles within about 4 business days, and mspbill checks it by itself.")
-            self.show_pdf_notice(text, outcome.status.value in ("declined", "not_charged"))
+            # Coloured as the charge dialog colours its outcome: still processing or unknown is not good news.
+            show_notice(self.pdf_notice, text, CHARGE_KINDS.get(outcome.status, "warn"))
             self._after()
 
-        def failed(exc: BaseException) -> bool:
-            self.check_status_button.setEnabled(True)
-            message = processor_message(exc)
-            if message is None:
-                return False
-            self.show_pdf_notice(f"Could not find out: {message}", True)
-            return True
-
+        failed = processor_failure(
+            lambda message: show_notice(self.pdf_notice, f"Could not find out: {message}", "error"),
+            before=lambda: self.check_status_button.setEnabled(True))
         self.check_status_button.setEnabled(False)
         self.ops.run(self, job, on_success=done, on_failure=failed, label="Checking the charge")
 
@@ -505,6 +494,3 @@ def _with_buttons(table: QTableWidget, *buttons: QPushButton) -> QWidget:
     layout.addLayout(row)
     return page
 
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QPoint, Qt, Signal
@@ -25,6 +26,8 @@ from mspbill.clients import client_choices
 from mspbill.invoicing import InvoiceRow, list_invoices
 from mspbill.mail import EmailStatus, email_status_by_invoice
 from mspbill.money import format_amount
+from mspbill.payments.gateway import ProcessorMode
+from mspbill.payments.processor import office_mode
 from mspbill.pdf.invoice import invoice_pdf
 from mspbill.pdf.rendered import RenderedPdf
 from mspbill.periods import Month
@@ -33,12 +36,28 @@ from ui import pdf_viewer
 from ui.invoice_actions import InvoiceRef
 from ui.ops import Ops
 from ui.table import Column, SnapshotTableModel
-from ui.widgets import heading, search_field, searchable_combo, snapshot_table
+from ui.widgets import (
+    FlowLayout,
+    heading,
+    notice_label,
+    search_field,
+    searchable_combo,
+    show_notice,
+    snapshot_table,
+)
 
 STATUS_FILTERS: tuple[tuple[str, str | None], ...] = (
     ("All invoices", None), ("Drafts", "draft"), ("Unpaid", "unpaid"), ("Overdue", "overdue"),
     ("Paid", "paid"), ("Void", "void"), ("Uncollectible", "uncollectible"), ("Credit notes", "credit_note"))
 OVERDUE_COLOR = QColor("#b3261e")
+
+
+@dataclass(frozen=True)
+class ChargeFacts:
+    """What Charge now needs besides the row: the processor's mode, the invoices being charged."""
+
+    mode: ProcessorMode | None = None
+    in_flight: frozenset[int] = frozenset()
 
 
 def status_text(r: InvoiceRow) -> str:
@@ -180,6 +199,7 @@ class InvoicesScreen(QWidget):
         self._clients_loaded = False
         self._pending_select: int | None = None
         self._load_seq = 0  # answers to earlier filter choices that arrive late are dropped
+        self.charge_facts = ChargeFacts()
         self._build()
 
     # --- building ---
@@ -215,10 +235,7 @@ class InvoicesScreen(QWidget):
             combo.currentIndexChanged.connect(lambda _i: self._filter_changed())
             bar.addWidget(combo)
         layout.addLayout(bar)
-        self.notice = QLabel()
-        self.notice.setStyleSheet("background: #e6f4ea; color: #0d652d; padding: 6px 10px; border-radius: 4px;")
-        self.notice.setWordWrap(True)
-        self.notice.hide()
+        self.notice = notice_label()
         layout.addWidget(self.notice)
 
         # The title names the period ("Managed IT services — November 2026"), so no Period column;
@@ -232,7 +249,9 @@ class InvoicesScreen(QWidget):
         self.model.layoutChanged.connect(self._update_buttons)
         layout.addWidget(self.table, 1)
 
-        actions_bar = QHBoxLayout()
+        # Two groups, the PDF's and what changes the invoice, side by side when the window is
+        # wide enough and one above the other when it is not: no button is ever cut.
+        actions_bar = FlowLayout(h_spacing=16)
         self.open_button = QPushButton("Open…")
         # The PDF of the selected invoice: look, print, keep a copy.
         self.preview_button = QPushButton("Preview")
@@ -260,12 +279,16 @@ class InvoicesScreen(QWidget):
             (self.credit_button, lambda: self._act(actions.credit)),
             (self.void_button, lambda: self._act(actions.void)),
             (self.delete_button, lambda: self._act(actions.delete))]
+        group = QHBoxLayout()
         for button, handler in handlers:
             button.clicked.connect(lambda _c=False, h=handler: h())
-            actions_bar.addWidget(button)
-            if button is self.email_button:
-                actions_bar.addSpacing(16)  # the PDF group, then what changes the invoice
-        actions_bar.addStretch()
+            group.addWidget(button)
+            if button is self.email_button or button is self.delete_button:
+                box = QWidget()
+                box.setLayout(group)
+                group.setContentsMargins(0, 0, 0, 0)
+                actions_bar.addWidget(box)
+                group = QHBoxLayout()
         layout.addLayout(actions_bar)
         self.count_label = QLabel()
         self.count_label.setStyleSheet("color: #5f6368;")
@@ -314,8 +337,9 @@ class InvoicesScreen(QWidget):
         if not self._loaded_once:
             self.count_label.setText("Loading invoices…")
 
-        def fetch(session: Session) -> tuple[list[InvoiceRow], dict[int, EmailStatus]]:
-            return list_invoices(session, **f), email_status_by_invoice(session)  # type: ignore[arg-type]
+        def fetch(session: Session) -> tuple[list[InvoiceRow], dict[int, EmailStatus], ChargeFacts]:
+            return (list_invoices(session, **f), email_status_by_invoice(session),  # type: ignore[arg-type]
+                    ChargeFacts(office_mode(session), actions.in_flight_invoice_ids(session)))
 
         self._load_seq += 1
         seq = self._load_seq
@@ -333,9 +357,11 @@ class InvoicesScreen(QWidget):
         self.client.setCurrentIndex(max(0, idx))
         self.client.blockSignals(False)
 
-    def _loaded(self, rows: list[InvoiceRow], email_status: dict[int, EmailStatus] | None = None) -> None:
+    def _loaded(self, rows: list[InvoiceRow], email_status: dict[int, EmailStatus] | None = None,
+                charge_facts: ChargeFacts | None = None) -> None:
         self._loaded_once = True
         self.email_status = email_status or {}
+        self.charge_facts = charge_facts or ChargeFacts()
         self.model.set_rows(rows)
         self.apply_filter()
         if self._pending_select is not None:
@@ -388,7 +414,8 @@ class InvoicesScreen(QWidget):
         self.issue_button.setEnabled(bool(drafts) and len(drafts) == len(refs))
         self.issue_button.setText(f"Issue {len(drafts)}…" if len(drafts) > 1 else "Issue…")
         self.pay_button.setEnabled(one is not None and actions.can_pay(one))
-        self.charge_button.setEnabled(one is not None and actions.can_charge(one))
+        self.charge_button.setEnabled(one is not None and actions.charge_offered(
+            one, self.charge_facts.mode, one.id in self.charge_facts.in_flight))
         self.credit_button.setEnabled(one is not None and actions.can_credit(one))
         self.void_button.setEnabled(one is not None and actions.can_void(one))
         self.delete_button.setEnabled(one is not None and one.status == "draft")
@@ -470,11 +497,7 @@ class InvoicesScreen(QWidget):
             save_invoice_pdf(self.ops, self, invoice_id, self.show_notice)
 
     def show_notice(self, text: str, error: bool = False) -> None:
-        self.notice.setStyleSheet(
-            "background: #fce8e6; color: #8c1d18; padding: 6px 10px; border-radius: 4px;" if error
-            else "background: #e6f4ea; color: #0d652d; padding: 6px 10px; border-radius: 4px;")
-        self.notice.setText(text)
-        self.notice.show()
+        show_notice(self.notice, text, "error" if error else "ok")
 
     def open_selected(self) -> QWidget | None:
         rows = self.selected_rows()

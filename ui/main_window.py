@@ -156,7 +156,6 @@ class MainWindow(QMainWindow):
         self.busy_label = QLabel()
         # Where money would move, always in sight once a processor is set up.
         self.mode_badge = ModeBadge(hide_when_off=True)
-        self.mode_badge.hide()
         self.payment_session.mode_changed.connect(self.mode_badge.set_mode)
         self.payments_status = QLabel()
         self.payments_status.hide()

@@ -98,6 +98,15 @@ def _load(session: Session) -> _Loaded:
                    row.stripe_account_name if row else "")
 
 
+def mode_of(processor: str, status: KeyStatus) -> ProcessorMode | None:
+    """Where money would move with this processor choice and this computer's key (None: nowhere)."""
+    if processor == "sandbox":
+        return ProcessorMode.SANDBOX
+    if processor == "stripe" and status.saved:
+        return status.mode
+    return None
+
+
 def _section(title: str) -> QLabel:
     label = heading(title, 14)
     label.setContentsMargins(0, 10, 0, 0)
@@ -157,7 +166,6 @@ class PaymentSettingsForm(QWidget):
         self.saved_key = QLabel("…")
         self.saved_key.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.key_badge = ModeBadge()
-        self.key_badge.hide()
         self.remove_key_button = QPushButton("Remove key")
         self.remove_key_button.setToolTip("Delete the Stripe key from this computer's keyring. Autopay and "
                                           "Charge now stop working on this computer until a key is saved again.")
@@ -301,7 +309,6 @@ class PaymentSettingsForm(QWidget):
             self.saved_key.setText(f"{kind}{status.masked}")
             self.saved_key.setStyleSheet("font-family: monospace;")
             self.key_badge.set_mode(status.mode)
-            self.key_badge.show()
             self.key.setPlaceholderText("Paste a new key to replace the saved one")
         else:
             self.saved_key.setText("No key saved on this computer")
@@ -403,16 +410,16 @@ class PaymentSettingsForm(QWidget):
 
         self.save_button.setEnabled(False)
         self.status.setText("Saving…")
-        self.ops.write(self, work, lambda status: self._saved(status, bool(key_text.strip())), on_failure=failed,
-                       label="Saving payment settings")
+        self.ops.write(self, work, lambda status: self._saved(status, bool(key_text.strip()), draft.processor),
+                       on_failure=failed, label="Saving payment settings")
 
-    def _saved(self, status: KeyStatus, key_saved: bool) -> None:
+    def _saved(self, status: KeyStatus, key_saved: bool, processor: str) -> None:
         self.save_button.setEnabled(True)
         self.key.clear()
         self._show_key_status(status)
         self.status.setStyleSheet(SUCCESS_STYLE)
         self.status.setText(f"Saved; the key is in {status.keyring}." if key_saved else "Saved.")
-        self.session.refresh_mode(self)
+        self.session.set_mode(mode_of(processor, status))  # the status bar's badge follows
         self.saved.emit()
 
     def remove_key(self) -> None:
@@ -423,16 +430,19 @@ class PaymentSettingsForm(QWidget):
                           "stop working on this computer until a key is pasted again. Nothing changes at Stripe."):
             return
 
-        def work(_ctx: OpContext) -> KeyStatus:
+        def work(ctx: OpContext) -> tuple[KeyStatus, str]:
             SecretStore().delete(STRIPE_SECRET_KEY)
             forget_cached_mode()
-            return stripe_key_status()
+            with ctx.db.session() as s:
+                processor = settings_draft(s).processor  # as saved, whatever the form shows now
+            return stripe_key_status(), processor
 
-        def removed(status: KeyStatus) -> None:
+        def removed(result: tuple[KeyStatus, str]) -> None:
+            status, processor = result
             self._show_key_status(status)
             self.status.setStyleSheet("")
             self.status.setText(f"The Stripe key was removed from {status.keyring}.")
-            self.session.refresh_mode(self)
+            self.session.set_mode(mode_of(processor, status))
             self.saved.emit()
 
         self.remove_key_button.setEnabled(False)

@@ -15,15 +15,24 @@ from typing import TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mspbill.db.engine import Database
+from mspbill.db.models import Payment, PaymentMethod, PaymentSettings, ProcessorKind
 from mspbill.payments.gateway import (
     Gateway,
     NotConfiguredError,
     ProcessorError,
     ProcessorMode,
 )
-from mspbill.payments.processor import open_gateway
+from mspbill.payments.processor import (
+    NO_KEY,
+    NO_PROCESSOR,
+    office_mode,
+    open_gateway,
+    stripe_key_status,
+)
 from ui.ops import OpContext, Ops
 
 log = logging.getLogger(__name__)
@@ -46,10 +55,16 @@ def badge_text(mode: ProcessorMode | None) -> str:
     return _BADGES[mode][0]
 
 
-class ModeBadge(QLabel):
-    """A small coloured tag naming where money would move: SANDBOX, TEST MODE, LIVE."""
+_UNKNOWN = object()  # ModeBadge() without a mode: hidden until set_mode is called
 
-    def __init__(self, mode: ProcessorMode | None = None, parent: QWidget | None = None, *,
+
+class ModeBadge(QLabel):
+    """A small coloured tag naming where money would move: SANDBOX, TEST MODE, LIVE.
+
+    Made without a mode it stays hidden until `set_mode` says which (the mode is
+    asked on a worker, so it is not known yet)."""
+
+    def __init__(self, mode: ProcessorMode | None | object = _UNKNOWN, parent: QWidget | None = None, *,
                  hide_when_off: bool = False):
         super().__init__(parent)
         self._hide_when_off = hide_when_off
@@ -57,7 +72,10 @@ class ModeBadge(QLabel):
         self.setAlignment(Qt.AlignmentFlag.AlignCenter)
         # A tag, not a panel: never stretched by the layout it sits in.
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
-        self.set_mode(mode)
+        if mode is _UNKNOWN:
+            self.hide()
+        else:
+            self.set_mode(mode)  # type: ignore[arg-type]
 
     def set_mode(self, mode: ProcessorMode | None) -> None:
         self.mode = mode
@@ -95,7 +113,6 @@ class PaymentSession(QObject):
         self.data_dir = data_dir
         self.live_confirmed = False
         self.mode: ProcessorMode | None = None
-        self.mode_known = False
         self.gateway_factory: Callable[[Database], Gateway] = self._open
 
     @classmethod
@@ -123,17 +140,6 @@ class PaymentSession(QObject):
     def open_gateway(self, db: Database) -> Gateway:
         return self.gateway_factory(db)
 
-    def mode_in_worker(self, db: Database) -> ProcessorMode | None:
-        """The mode money would move in now; None when no processor is usable."""
-        try:
-            gateway = self.open_gateway(db)
-        except NotConfiguredError:
-            return None
-        try:
-            return gateway.mode
-        finally:
-            close_gateway(gateway)
-
     def with_gateway(self, work: Callable[[Database, Gateway], T]) -> Callable[[OpContext], T]:
         """A job for Ops.run that opens the gateway on the worker, runs `work`, and closes it."""
         def job(ctx: OpContext) -> T:
@@ -151,12 +157,39 @@ class PaymentSession(QObject):
             log.warning("could not tell the payment mode: %s", exc)
             return True
 
-        self.ops.run(parent, lambda ctx: self.mode_in_worker(ctx.db), on_success=self._set_mode,
-                     on_failure=failed, label="Checking the payment processor")
+        self.ops.read(parent, office_mode, on_success=self.set_mode, on_failure=failed,
+                      label="Checking the payment processor")
 
-    def _set_mode(self, mode: ProcessorMode | None) -> None:
-        self.mode, self.mode_known = mode, True
+    def set_mode(self, mode: ProcessorMode | None) -> None:
+        """The mode is known (asked, or told by the settings form that just saved it)."""
+        self.mode = mode
         self.mode_changed.emit(mode)
+
+
+def office_mode_and_note(session: Session) -> tuple[ProcessorMode | None, str]:
+    """In a job's read session: the mode money would move in (the key's mode cached, no gateway
+    opened) and, when there is none, the sentence that says why."""
+    mode = office_mode(session)
+    if mode is not None:
+        return mode, ""
+    row = session.get(PaymentSettings, 1)
+    if row is None or row.processor is ProcessorKind.NONE:
+        return None, NO_PROCESSOR
+    # Stripe, and no key as last seen: only now ask the keyring again, and why (no keyring, no key).
+    status = stripe_key_status()
+    if status.saved:
+        return status.mode, ""
+    return None, status.problem or NO_KEY
+
+
+def refundable_payment_ids(session: Session, *, invoice_id: int | None = None) -> frozenset[int]:
+    """The payments a refund can be asked for: taken through the processor and carrying its payment
+    intent (the core's rule, as mspbill.payments.refunds.plan_refund applies it to one payment)."""
+    through = [m for m in PaymentMethod if m.through_processor]
+    stmt = select(Payment.id).where(Payment.method.in_(through), Payment.processor_intent_id.is_not(None))
+    if invoice_id is not None:
+        stmt = stmt.where(Payment.invoice_id == invoice_id)
+    return frozenset(session.scalars(stmt))
 
 
 def processor_message(exc: BaseException) -> str | None:
@@ -175,27 +208,20 @@ def processor_message(exc: BaseException) -> str | None:
     return None
 
 
-NOTICE_STYLES = {
-    "ok": "background: #e6f4ea; color: #0d652d; padding: 6px 10px; border-radius: 4px;",
-    "info": "background: #e8f0fe; color: #174ea6; padding: 6px 10px; border-radius: 4px;",
-    "warn": "background: #fef7e0; color: #7a5900; padding: 6px 10px; border-radius: 4px;",
-    "error": "background: #fce8e6; color: #8c1d18; padding: 6px 10px; border-radius: 4px;",
-}
-
-
-def notice_label() -> QLabel:
-    """A hidden, wrapping, selectable message box in one of NOTICE_STYLES."""
-    label = QLabel()
-    label.setWordWrap(True)
-    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    label.hide()
-    return label
-
-
-def show_notice(label: QLabel, text: str, kind: str = "ok") -> None:
-    label.setStyleSheet(NOTICE_STYLES[kind])
-    label.setText(text)
-    label.setVisible(bool(text))
+def processor_failure(show: Callable[[str], object], before: Callable[[], object] | None = None
+                      ) -> Callable[[BaseException], bool]:
+    """An `on_failure` for processor work: `before()` first (buttons back on), then the sentence of a
+    processor's, the keyring's or the core's refusal goes to `show` and is handled; anything else
+    (a bug) is left to the error dialog."""
+    def failed(exc: BaseException) -> bool:
+        if before is not None:
+            before()
+        message = processor_message(exc)
+        if message is None:
+            return False
+        show(message)
+        return True
+    return failed
 
 
 def ask_yes_no(parent: QWidget | None, title: str, text: str) -> bool:

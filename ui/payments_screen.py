@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 
 from PySide6.QtCore import QModelIndex, Qt, Signal
 from PySide6.QtWidgets import (
@@ -24,6 +25,7 @@ from mspbill.periods import Month
 from ui import invoice_actions
 from ui.ops import Ops
 from ui.payment_dialog import RecordPaymentDialog
+from ui.payment_widgets import refundable_payment_ids
 from ui.table import Column, SnapshotTableModel
 from ui.widgets import heading, search_field, snapshot_table
 
@@ -43,28 +45,49 @@ PAYMENT_COLUMNS: list[Column[PaymentRow]] = [
 ]
 COLUMN_WIDTHS = (100, 240, 110, 140, 180, 110, 100, 100)
 CLIENT_COLUMN = 1
-PROCESSOR_METHODS = ("card", "bank_debit")
 
 
-def load_payments(session: Session) -> tuple[list[PaymentRow], dict[int, int]]:
-    """Every payment, and what was refunded of each (one grouped query)."""
-    return list_payments(session), refunded_by_payment(session)
+def load_payments(session: Session) -> tuple[list[PaymentRow], dict[int, int], frozenset[int]]:
+    """Every payment, what was refunded of each (one grouped query), and which can be refunded."""
+    return list_payments(session), refunded_by_payment(session), refundable_payment_ids(session)
 
 
-def totals_text(rows: list[PaymentRow]) -> str:
-    """Received per currency, never added across currencies: "$1,200.00 · €300.00"."""
+def _sums(rows: list[PaymentRow], refunded: Mapping[int, int] | None
+          ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     received: dict[str, int] = defaultdict(int)
     credit: dict[str, int] = defaultdict(int)
+    given_back: dict[str, int] = defaultdict(int)
     for r in rows:
         received[r.currency] += r.amount_cents
         credit[r.currency] += r.credit_cents
+        given_back[r.currency] += refunded.get(r.id, 0) if refunded is not None else r.refunded_cents
+    return received, credit, given_back
+
+
+def totals_text(rows: list[PaymentRow], refunded: Mapping[int, int] | None = None) -> str:
+    """Received per currency, never added across currencies, and what was given back of it:
+    "$1,200.00, refunded $200.00 · €300.00".
+
+    `refunded`: per payment id, as the Refunded column shows it (by default each row's own)."""
+    received, credit, given_back = _sums(rows, refunded)
     parts = []
     for cur in sorted(received):
         text = format_amount(received[cur], cur)
         if credit[cur]:
             text += f" (of which {format_amount(credit[cur], cur)} to credit)"
+        if given_back[cur]:
+            text += f", refunded {format_amount(given_back[cur], cur)}"
         parts.append(text)
     return " · ".join(parts)
+
+
+def net_text(rows: list[PaymentRow], refunded: Mapping[int, int] | None = None) -> str:
+    """Received less refunded, per currency; empty when nothing was refunded."""
+    received, _credit, given_back = _sums(rows, refunded)
+    if not any(given_back.values()):
+        return ""
+    return "Kept after refunds: " + " · ".join(
+        format_amount(received[cur] - given_back[cur], cur) for cur in sorted(received))
 
 
 class PaymentsScreen(QWidget):
@@ -76,6 +99,7 @@ class PaymentsScreen(QWidget):
         super().__init__(parent)
         self.ops = ops
         self.refunded: dict[int, int] = {}
+        self.refundable: frozenset[int] = frozenset()
         refunded_column: Column[PaymentRow] = Column(
             "Refunded", lambda r: format_amount(self.refunded[r.id], r.currency) if self.refunded.get(r.id) else "",
             lambda r: (r.currency, self.refunded.get(r.id, 0), r.id), align_right=True,
@@ -133,7 +157,7 @@ class PaymentsScreen(QWidget):
 
     def _update_buttons(self) -> None:
         row = self.selected()
-        self.refund_button.setEnabled(row is not None and row.method in PROCESSOR_METHODS)
+        self.refund_button.setEnabled(row is not None and row.id in self.refundable)
 
     # --- data ---
     def ensure_loaded(self) -> None:
@@ -149,9 +173,11 @@ class PaymentsScreen(QWidget):
             self.count_label.setText("Loading payments…")
         self.ops.read(self, load_payments, lambda result: self._loaded(*result), label="Loading payments")
 
-    def _loaded(self, rows: list[PaymentRow], refunded: dict[int, int] | None = None) -> None:
+    def _loaded(self, rows: list[PaymentRow], refunded: dict[int, int] | None = None,
+                refundable: frozenset[int] = frozenset()) -> None:
         self._loaded_once = True
         self.refunded = refunded or {}
+        self.refundable = refundable
         self.model.set_rows(rows)
         self.apply_filter()
         self.loaded.emit(len(rows))
@@ -175,8 +201,9 @@ class PaymentsScreen(QWidget):
         shown, total = len(visible), self.model.total_count()
         noun = "payment" if total == 1 else "payments"
         count = f"{total} {noun}" if shown == total else f"{shown} of {total} {noun}"
-        received = totals_text(visible)
+        received = totals_text(visible, self.refunded)
         self.count_label.setText(f"{count} · received {received}" if received else count)
+        self.count_label.setToolTip(net_text(visible, self.refunded))
 
     def selected(self) -> PaymentRow | None:
         indexes = self.table.selectionModel().selectedRows()
@@ -191,7 +218,7 @@ class PaymentsScreen(QWidget):
 
     def refund_selected(self) -> QWidget | None:
         row = self.selected()
-        if row is None or row.method not in PROCESSOR_METHODS:
+        if row is None or row.id not in self.refundable:
             return None
         return invoice_actions.refund(self.ops, self, row.id, lambda: self._after_payment(row.invoice_id or 0))
 

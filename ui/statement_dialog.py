@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from html import escape
 
 from PySide6.QtCore import QDate, Qt, Signal
 from PySide6.QtWidgets import (
@@ -77,7 +78,7 @@ class StatementDialog(QDialog):
         self.setMinimumWidth(440)
 
         layout = QVBoxLayout(self)
-        intro = QLabel(f"A statement of account for <b>{_html(client_name)}</b>: what was invoiced, "
+        intro = QLabel(f"A statement of account for <b>{escape(client_name)}</b>: what was invoiced, "
                        "paid and credited between two dates, and what is still owed.")
         intro.setWordWrap(True)
         layout.addWidget(intro)
@@ -194,6 +195,3 @@ def open_statement_dialog(ops: Ops, parent: QWidget | None, client_id: int, clie
     dialog.open()
     return dialog
 
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

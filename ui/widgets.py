@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from PySide6.QtCore import QAbstractItemModel, Qt, QTimer
+from PySide6.QtCore import (
+    QAbstractItemModel,
+    QMargins,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -14,6 +22,8 @@ from PySide6.QtWidgets import (
     QFrame,
     QHeaderView,
     QLabel,
+    QLayout,
+    QLayoutItem,
     QLineEdit,
     QScrollArea,
     QSizePolicy,
@@ -32,6 +42,31 @@ INVALID_STYLE = "border: 1px solid #b3261e; border-radius: 3px; padding: 2px;"
 MUTED_STYLE = "color: #5f6368;"
 WARNING_STYLE = "background: #fef7e0; color: #7a5900; padding: 6px 8px; border-radius: 4px;"
 SUCCESS_STYLE = "color: #0d652d;"
+
+
+# Message boxes: good news, information, a warning, a failure.
+NOTICE_STYLES = {
+    "ok": "background: #e6f4ea; color: #0d652d; padding: 6px 10px; border-radius: 4px;",
+    "info": "background: #e8f0fe; color: #174ea6; padding: 6px 10px; border-radius: 4px;",
+    "warn": "background: #fef7e0; color: #7a5900; padding: 6px 10px; border-radius: 4px;",
+    "error": "background: #fce8e6; color: #8c1d18; padding: 6px 10px; border-radius: 4px;",
+}
+
+
+def notice_label() -> QLabel:
+    """A hidden, wrapping, selectable message box in one of NOTICE_STYLES (see show_notice)."""
+    label = QLabel()
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.hide()
+    return label
+
+
+def show_notice(label: QLabel, text: str, kind: str = "ok") -> None:
+    """Show `text` in the box in the colours of `kind` (a key of NOTICE_STYLES); no text hides it."""
+    label.setStyleSheet(NOTICE_STYLES[kind])
+    label.setText(text)
+    label.setVisible(bool(text))
 
 
 def error_label() -> QLabel:
@@ -182,3 +217,70 @@ def snapshot_table(model: QAbstractItemModel, widths: Sequence[int], stretch: in
         table.setColumnWidth(col, width)
     header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
     return table
+
+
+class FlowLayout(QLayout):
+    """Items left to right, wrapping onto the next line when the width runs out (a row of
+    button groups that stays whole in a narrow window).  Each item keeps its size hint."""
+
+    def __init__(self, parent: QWidget | None = None, *, h_spacing: int = 6, v_spacing: int = 6):
+        super().__init__(parent)
+        self._items: list[QLayoutItem] = []
+        self._h, self._v = h_spacing, v_spacing
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item: QLayoutItem) -> None:
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, index: int) -> QLayoutItem | None:
+        return self._items[index] if 0 <= index < len(self._items) else None
+
+    def takeAt(self, index: int) -> QLayoutItem | None:
+        return self._items.pop(index) if 0 <= index < len(self._items) else None
+
+    def expandingDirections(self) -> Qt.Orientation:
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self._arrange(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:
+        super().setGeometry(rect)
+        self._arrange(rect, move=True)
+
+    def sizeHint(self) -> QSize:
+        """One line of everything."""
+        visible = [i.sizeHint() for i in self._items if not i.isEmpty()]
+        width = sum(s.width() for s in visible) + self._h * max(0, len(visible) - 1)
+        height = max((s.height() for s in visible), default=0)
+        return QSize(width, height).grownBy(self.contentsMargins())
+
+    def minimumSize(self) -> QSize:
+        """As wide as the widest item: narrower than that nothing could be shown whole."""
+        size = QSize()
+        for item in self._items:
+            if not item.isEmpty():
+                size = size.expandedTo(item.sizeHint())
+        return size.grownBy(self.contentsMargins())
+
+    def _arrange(self, rect: QRect, *, move: bool) -> int:
+        m: QMargins = self.contentsMargins()
+        area = rect.marginsRemoved(m)
+        x, y, line_height = area.x(), area.y(), 0
+        for item in self._items:
+            if item.isEmpty():
+                continue
+            hint = item.sizeHint()
+            if x > area.x() and x + hint.width() > area.right() + 1:
+                x, y, line_height = area.x(), y + line_height + self._v, 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self._h
+            line_height = max(line_height, hint.height())
+        return y + line_height - rect.y() + m.bottom()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import datetime as dt
 from dataclasses import dataclass
 
@@ -759,7 +758,12 @@ def test_generate_offers_issuing_instalments_alone(qtbot, ops, app_ctx, office):
 def test_email_column_shows_queued_with_reason_then_sent(qtbot, ops, app_ctx, office: Office) -> None:
     from smtp_server import SmtpTestServer, free_port
 
-    from mspbill.mail import MailSettingsDraft, queue_invoice_email, save_mail_settings, send_outbox
+    from mspbill.mail import (
+        MailSettingsDraft,
+        queue_invoice_email,
+        save_mail_settings,
+        send_outbox,
+    )
     from ui.invoices_screen import email_tooltip
 
     port = free_port()
@@ -794,3 +798,23 @@ def test_email_column_shows_queued_with_reason_then_sent(qtbot, ops, app_ctx, of
     screen.reload()
     wait_idle(qtbot, ops)
     assert cell(office.zephyr_open) == f"Sent {dt.date.today().isoformat()}"
+
+
+@pytest.mark.parametrize("width, lines", [(760, 2), (1400, 1)])
+def test_action_buttons_are_never_cut(qtbot, ops, office, width, lines) -> None:
+    """At the main window's minimum width (960, less the navigation) the buttons wrap onto a
+    second line, the PDF's and what changes the invoice; wide, they share one."""
+    from PySide6.QtWidgets import QApplication
+
+    screen = _screen(qtbot, ops)
+    screen.resize(width, 600)
+    QApplication.processEvents()
+    buttons = [screen.open_button, screen.preview_button, screen.print_button, screen.save_pdf_button,
+               screen.email_button, screen.issue_button, screen.pay_button, screen.charge_button,
+               screen.credit_button, screen.void_button, screen.delete_button]
+    for button in buttons:
+        assert button.isVisible() and button.width() >= button.sizeHint().width(), button.text()
+        right = button.mapTo(screen, button.rect().topRight()).x()
+        assert right < screen.width(), button.text()
+    assert len({b.mapTo(screen, b.rect().topLeft()).y() for b in buttons}) == lines
+    assert screen.table.geometry().bottom() < min(b.mapTo(screen, b.rect().topLeft()).y() for b in buttons)

@@ -15,7 +15,7 @@ import keyring.backends.fail
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QDialogButtonBox, QWidget
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QWidget
 from sqlalchemy import select
 
 from mspbill.db.models import Invoice, InvoiceStatus, Payment
@@ -30,8 +30,8 @@ from mspbill.payments.processor import (
 )
 from mspbill.payments.refunds import refunded_by_payment
 from mspbill.payments.sandbox import SETUP_URL_PREFIX, SandboxGateway
-from tests.fake_keys import stripe_key
 from tests.billing_helpers import issue_ids, make_client, one_time, setup_office
+from tests.fake_keys import stripe_key
 from tests.gui.conftest import wait_idle
 from ui import payment_widgets
 from ui.charge_dialog import ChargeDialog, LiveConfirmDialog, RefundDialog
@@ -105,8 +105,6 @@ def invoice_row(ctx, invoice_id: int) -> Invoice:
 
 
 def shot(widget: QWidget, name: str) -> None:
-    from PySide6.QtWidgets import QApplication
-
     QApplication.processEvents()  # let layouts settle after widgets were shown or hidden
     SHOTS.mkdir(exist_ok=True)
     widget.grab().save(str(SHOTS / f"{name}.png"))
@@ -621,6 +619,37 @@ def test_the_invoice_window_shows_attempts_and_checks_a_bank_debit(qtbot, ops, a
     shot(window, "invoice_charges_tab")
 
 
+def test_check_status_colours_the_outcome_as_the_charge_dialog_does(qtbot, ops, app_ctx, office, session,
+                                                                      sandbox, monkeypatch) -> None:
+    from mspbill.db.models import ChargeAttemptStatus
+    from mspbill.payments.charges import ChargeOutcome
+    from ui.invoice_dialog import InvoiceDialog
+    from ui.widgets import NOTICE_STYLES
+
+    save_method(app_ctx, sandbox, office.harbor, "pm_usBankAccount_success")
+    started = charge_invoice(app_ctx.db, sandbox, office.invoice)
+    assert started.status is ChargeAttemptStatus.PROCESSING
+    window = InvoiceDialog(ops, office.invoice)
+    shown(window, qtbot)
+    wait_idle(qtbot, ops)
+    window.tabs.setCurrentIndex(3)
+    click(qtbot, window.check_status_button)
+    wait_idle(qtbot, ops)
+    # Still processing is news, not success: blue, as in the charge dialog -- never green.
+    assert window.pdf_notice.text().startswith("The bank debit of $1,000.00 is still processing")
+    assert window.pdf_notice.styleSheet() == NOTICE_STYLES["info"]
+    # An outcome the processor cannot tell yet is a warning.
+    unknown = ChargeOutcome(attempt_id=started.attempt_id, status=ChargeAttemptStatus.UNKNOWN,
+                            invoice_number="INV-000001", amount_cents=100_000, currency="USD",
+                            method_label="STRIPE TEST BANK ending 6789", mode=ProcessorMode.SANDBOX,
+                            message="The outcome of the charge of $1,000.00 is not known yet.")
+    monkeypatch.setattr("ui.invoice_dialog.resolve_attempt", lambda _db, _gateway, _attempt_id: unknown)
+    click(qtbot, window.check_status_button)
+    wait_idle(qtbot, ops)
+    assert window.pdf_notice.text() == unknown.message
+    assert window.pdf_notice.styleSheet() == NOTICE_STYLES["warn"]
+
+
 # --- refunds -----------------------------------------------------------------------------------------
 
 def _paid_by_card(app_ctx, sandbox, office: Office) -> int:
@@ -665,13 +694,35 @@ def test_a_refund_needs_a_reason_and_at_most_what_is_refundable(qtbot, ops, app_
     shown(dialog, qtbot)
     wait_idle(qtbot, ops)
     dialog.reason.setText("Too much")
-    dialog.amount_field.setText("5000")
+    error = dialog.form.rows["amount"].error
+    assert error.isHidden() and dialog.go.isEnabled()
+    height = dialog.height()
+    # Above the refundable: said at the field at once, and nothing is offered, as for a negative amount.
+    dialog.amount_field.setText("99999")
+    assert not error.isHidden() and error.text() == "At most $1,000.00 of this payment can be refunded."
+    assert dialog.go.text() == "Refund" and not dialog.go.isEnabled()
+    assert dialog.height() > height  # the dialog grew to show the message
+    dialog.amount_field.setText("-5")
+    assert dialog.go.text() == "Refund" and not dialog.go.isEnabled()
+    dialog.amount_field.setText("1000.01")
+    assert not error.isHidden() and not dialog.go.isEnabled()
+    dialog.amount_field.setText("1000")
+    assert error.isHidden() and dialog.go.text() == "Refund $1,000.00" and dialog.go.isEnabled()
+    # The longer credit-note explanation is not cut: the dialog is as tall as its content needs.
+    dialog.credit_note.setChecked(False)
+    QApplication.processEvents()
+    layout = dialog.main_layout
+    assert dialog.height() >= layout.totalHeightForWidth(dialog.width())
+    label = dialog.credit_explained
+    assert label.height() >= label.heightForWidth(label.width())
+    # What the core refuses is shown at its field, and the dialog grows for it.
+    dialog.reason.setText("x" * 501)
     click(qtbot, dialog.go)
     wait_idle(qtbot, ops)
-    error = dialog.form.rows["amount"].error
-    assert not error.isHidden() and error.text() == "At most $1,000.00 of this payment can be refunded."
+    reason_error = dialog.form.rows["reason"].error
+    assert not reason_error.isHidden() and "500 characters" in reason_error.text()
+    assert dialog.height() >= layout.totalHeightForWidth(dialog.width())
     assert sandbox.ledger_refunds() == []
-    assert dialog.go.isEnabled()
 
 
 def test_refund_from_the_payments_screen_and_the_refunded_column(qtbot, ops, app_ctx, office, session,
@@ -685,6 +736,7 @@ def test_refund_from_the_payments_screen_and_the_refunded_column(qtbot, ops, app
     screen.reload()
     wait_idle(qtbot, ops)
     assert not screen.refund_button.isEnabled()
+    assert screen.count_label.text() == "1 payment · received $1,000.00" and not screen.count_label.toolTip()
     screen.table.selectRow(0)
     refund = screen.refund_selected()
     assert isinstance(refund, RefundDialog)
@@ -695,6 +747,9 @@ def test_refund_from_the_payments_screen_and_the_refunded_column(qtbot, ops, app
     assert refund.result_label.text().startswith("Refunded $1,000.00.")
     column = [c.title for c in screen.model.columns].index("Refunded")
     assert screen.model.index(0, column).data() == "$1,000.00"
+    # The footer's sum says what was given back, so it is not read as money kept.
+    assert screen.count_label.text() == "1 payment · received $1,000.00, refunded $1,000.00"
+    assert screen.count_label.toolTip() == "Kept after refunds: $0.00"
     with app_ctx.db.session() as s:
         assert refunded_by_payment(s) == {payment_id: 100_000}
 
@@ -775,10 +830,18 @@ class LiveSandbox:
         return getattr(self.inner, name)
 
 
-def test_live_mode_asks_once_per_session_before_real_money_moves(qtbot, ops, app_ctx, office, session,
-                                                                 sandbox) -> None:
+def use_live_stripe(app_ctx, session: PaymentSession, sandbox: SandboxGateway, monkeypatch) -> LiveSandbox:
+    """Stripe with a live key, as the settings and the keyring would say; the sandbox answers the calls."""
     live = LiveSandbox(sandbox)
+    use_processor(app_ctx, "stripe")
+    monkeypatch.setattr("mspbill.payments.processor.cached_key_mode", lambda: ProcessorMode.LIVE)
     session.gateway_factory = lambda _db: live
+    return live
+
+
+def test_live_mode_asks_once_per_session_before_real_money_moves(qtbot, ops, app_ctx, office, session,
+                                                                 sandbox, monkeypatch) -> None:
+    live = use_live_stripe(app_ctx, session, sandbox, monkeypatch)
     save_method(app_ctx, live, office.harbor)
     first = _charge_dialog(qtbot, ops, office.invoice)
     assert first.badge.text() == "LIVE — real money"
@@ -807,9 +870,9 @@ def test_live_mode_asks_once_per_session_before_real_money_moves(qtbot, ops, app
     assert len(sandbox.ledger_charges()) == 2
 
 
-def test_cancelling_the_live_confirmation_charges_nothing(qtbot, ops, app_ctx, office, session, sandbox) -> None:
-    live = LiveSandbox(sandbox)
-    session.gateway_factory = lambda _db: live
+def test_cancelling_the_live_confirmation_charges_nothing(qtbot, ops, app_ctx, office, session, sandbox,
+                                                          monkeypatch) -> None:
+    live = use_live_stripe(app_ctx, session, sandbox, monkeypatch)
     save_method(app_ctx, live, office.harbor)
     dialog = _charge_dialog(qtbot, ops, office.invoice)
     click(qtbot, dialog.go)
