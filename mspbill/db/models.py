@@ -606,6 +606,12 @@ class PaymentSettings(Base):
     # The Stripe account the key belonged to when last tested, to notice a key from another account.
     stripe_account_id: Mapped[str] = mapped_column(String(100), default="")
     stripe_account_name: Mapped[str] = mapped_column(String(NAME_MAX), default="")
+    # The month-end batch: days after a soft decline's first failure to try again ("3,5,7"),
+    # and the processor's request limits (Stripe: 25/s test, 100/s live) less a safety margin.
+    retry_days: Mapped[str] = mapped_column(String(100), default="3,5,7", server_default="3,5,7")
+    rate_limit_test: Mapped[int] = mapped_column(Integer, default=25, server_default="25")
+    rate_limit_live: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
+    rate_margin_percent: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -742,11 +748,74 @@ class ChargeAttempt(Base):
     decline_hard: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     message: Mapped[str] = mapped_column(String(500), default="")
     origin: Mapped[str] = mapped_column(String(20), default="manual")   # manual, batch
+    batch_run_id: Mapped[int | None] = mapped_column(ForeignKey("batch_runs.id", ondelete="RESTRICT"), nullable=True,
+                                                     index=True)
     actor: Mapped[str] = mapped_column(String(100), default="")
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id", ondelete="RESTRICT"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class BatchRunStatus(str, enum.Enum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"       # Cancel: no new charges; those in flight were recorded
+    STOPPED = "stopped"           # a fault stopped it (key refused, processor down, database error)
+    INTERRUPTED = "interrupted"   # its process died or slept; a later run took over and resumed
+
+
+class BatchRun(Base):
+    """One month-end run.  At most one is `running` in the office at a time (a partial
+    unique index), whatever the window, process or workstation; a run whose process
+    died is taken over when its heartbeat stops."""
+
+    __tablename__ = "batch_runs"
+    __table_args__ = (
+        Index("uq_batch_runs_running", "lock_name", unique=True,
+              sqlite_where=text("status = 'running'"), postgresql_where=text("status = 'running'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lock_name: Mapped[str] = mapped_column(String(20), default="month-end")
+    period: Mapped[str] = mapped_column(String(7), index=True)          # YYYY-MM
+    mode: Mapped[ProcessorMode | None] = mapped_column(_enum(ProcessorMode, "processor_mode"), nullable=True)
+    status: Mapped[BatchRunStatus] = mapped_column(_enum(BatchRunStatus, "batch_run_status"),
+                                                   default=BatchRunStatus.RUNNING)
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    host: Mapped[str] = mapped_column(String(255), default="")
+    pid: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    backup_path: Mapped[str] = mapped_column(String(1000), default="")
+    generated: Mapped[int] = mapped_column(Integer, default=0)
+    issued: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    message: Mapped[str] = mapped_column(String(1000), default="")
+
+
+class ChargeApproval(Base):
+    """The office's approval to charge an autopay invoice above the client's cap, up to
+    `amount_cents`: of an issued invoice, or of the invoice an agreement's period will get."""
+
+    __tablename__ = "charge_approvals"
+    __table_args__ = (
+        UniqueConstraint("agreement_id", "period_start", name="uq_charge_approvals_agreement_period"),
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint("invoice_id IS NOT NULL OR (agreement_id IS NOT NULL AND period_start IS NOT NULL)",
+                        name="names_what"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="CASCADE"), nullable=True,
+                                                   unique=True)
+    agreement_id: Mapped[int | None] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"), nullable=True)
+    period_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class RefundStatus(str, enum.Enum):

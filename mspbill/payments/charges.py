@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -32,6 +32,8 @@ from mspbill import audit
 from mspbill.db.engine import Database
 from mspbill.db.models import (
     IN_FLIGHT_STATUSES,
+    BatchRun,
+    BatchRunStatus,
     ChargeAttempt,
     ChargeAttemptStatus,
     Client,
@@ -189,12 +191,18 @@ def _request(attempt: ChargeAttempt, invoice_number: str) -> ChargeRequest:
 
 
 def start_attempt(db: Database, gateway: Gateway, invoice_id: int, *, amount_cents: int | None = None,
-                  origin: str = "manual", approve_over_cap: bool = False,
+                  origin: str = "manual", approve_over_cap: bool = False, batch_run_id: int | None = None,
+                  guard: Callable[[Session], None] | None = None,
                   now: dt.datetime | None = None) -> tuple[int, ChargeRequest]:
-    """Write the attempt and its key (committed) and return the request to send."""
+    """Write the attempt and its key (committed) and return the request to send.
+
+    `guard` runs first in the same transaction and may raise to write nothing (the
+    month-end batch checks there that it still holds its run)."""
     now = now or utcnow()
     mode = gateway.mode
     with db.write_session() as s, s.begin():
+        if guard is not None:
+            guard(s)
         plan = plan_charge(s, invoice_id, mode, amount_cents, today=now.date())
         if plan.problems:
             raise ValidationError([Issue("charge", p) for p in plan.problems])
@@ -209,7 +217,7 @@ def start_attempt(db: Database, gateway: Gateway, invoice_id: int, *, amount_cen
             idempotency_key=new_key("charge"), amount_cents=plan.amount_cents, currency=plan.currency,
             customer_id=method.customer_id, method_id=method.method_id, method_kind=method.kind,
             method_label=plan.method_label, status=ChargeAttemptStatus.PENDING, decline_code="", message="",
-            origin=origin, actor=audit.current_actor(), created_at=now, updated_at=now)
+            origin=origin, batch_run_id=batch_run_id, actor=audit.current_actor(), created_at=now, updated_at=now)
         s.add(attempt)
         try:
             s.flush()
@@ -414,7 +422,19 @@ def autopay_state(session: Session, inv: Invoice, today: dt.date | None = None) 
 # --- finding out ------------------------------------------------------------------
 
 
-def resolve_attempt(db: Database, gateway: Gateway, attempt_id: int, now: dt.datetime | None = None) -> ChargeOutcome:
+def _sender_gone(s: Session, attempt: ChargeAttempt, idle_run_ids: Collection[int]) -> bool:
+    """True when nothing can still be sending a pending attempt: its batch run ended, died
+    (taken over) or says it has stopped sending (`idle_run_ids`)."""
+    if attempt.batch_run_id is None:
+        return False
+    if attempt.batch_run_id in idle_run_ids:
+        return True
+    run = s.get(BatchRun, attempt.batch_run_id)
+    return run is None or run.status is not BatchRunStatus.RUNNING
+
+
+def resolve_attempt(db: Database, gateway: Gateway, attempt_id: int, now: dt.datetime | None = None, *,
+                    idle_run_ids: Collection[int] = ()) -> ChargeOutcome:
     """Find out what happened to an attempt whose outcome is unknown (or left pending by a crash),
     or whether an ACH debit has settled."""
     now = now or utcnow()
@@ -431,6 +451,7 @@ def resolve_attempt(db: Database, gateway: Gateway, attempt_id: int, now: dt.dat
         if attempt.status not in IN_FLIGHT_STATUSES:
             return _outcome(attempt, number, attempt.message)
         status, intent_id, created = attempt.status, attempt.intent_id, attempt.created_at
+        sender_gone = _sender_gone(s, attempt, idle_run_ids)
         request = _request(attempt, number)
         still_owed = inv.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE) and \
             inv.balance_cents >= attempt.amount_cents
@@ -442,7 +463,7 @@ def resolve_attempt(db: Database, gateway: Gateway, attempt_id: int, now: dt.dat
     if found:
         best = _most_settled(found)
         return record_result(db, attempt_id, best, now)
-    if status is ChargeAttemptStatus.PENDING and now - created < STALE_PENDING:
+    if status is ChargeAttemptStatus.PENDING and now - created < STALE_PENDING and not sender_gone:
         return _outcome_of(db, attempt_id, "This charge is still being sent.")
     if now - created < REPLAY_WINDOW and still_owed:
         # The request may never have arrived: send the very same request with the very same key.
@@ -480,7 +501,7 @@ class SyncReport:
 
 
 def sync_charges(db: Database, gateway: Gateway, *, invoice_ids: Sequence[int] | None = None,
-                 now: dt.datetime | None = None) -> SyncReport:
+                 now: dt.datetime | None = None, idle_run_ids: Collection[int] = ()) -> SyncReport:
     """Settle ACH debits and resolve unknown or crashed attempts of the gateway's mode."""
     now = now or utcnow()
     report = SyncReport()
@@ -493,7 +514,7 @@ def sync_charges(db: Database, gateway: Gateway, *, invoice_ids: Sequence[int] |
     for attempt_id in ids:
         report.checked += 1
         try:
-            outcome = resolve_attempt(db, gateway, attempt_id, now)
+            outcome = resolve_attempt(db, gateway, attempt_id, now, idle_run_ids=idle_run_ids)
         except ProcessorError as exc:
             report.errors.append(exc.message)
             if isinstance(exc, RateLimited) or not exc.nothing_happened:

@@ -1,0 +1,851 @@
+"""The month-end run: take the office's run lock, back up, find out about earlier
+unknown charges, generate and issue the month's invoices, charge every autopay
+invoice that is due, then queue the mail.
+
+Never charge twice:
+* one run at a time in the office: `batch_runs` has a partial unique index on
+  its running row, so a double click, a second process or a second workstation
+  is told that a run is under way.  A run keeps a heartbeat; one whose process
+  died (same computer: its pid is gone; elsewhere: no heartbeat for
+  `HEARTBEAT_STALE`) is taken over by the next run, which resumes its work;
+* each charge is a `ChargeAttempt` committed with its idempotency key before the
+  processor is called (payments.charges), in a transaction that first checks
+  that this run still holds the lock; one attempt per invoice can be in flight;
+* attempts left in flight by an earlier run are resolved first: found at the
+  processor by their key in metadata, or sent again with the same key within
+  Stripe's 24 hours, before anything new is charged;
+* an attempt written but not sent for longer than `STALE_PENDING` (the computer
+  slept) is not sent by the sleeper: it is resolved like any unknown one.
+
+Every processor call goes through one token bucket (batch.throttle) below the
+mode's request limit, from a bounded pool of threads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from mspbill import audit
+from mspbill.batch.emails import MailReport, queue_batch_mail
+from mspbill.batch.plan import (
+    BatchPreview,
+    LeftOutCharge,
+    PlannedCharge,
+    check_period,
+    judge_open_invoices,
+    money_text,
+    preview_batch,
+)
+from mspbill.batch.retries import Failure, next_retry_after_failure
+from mspbill.batch.settings import batch_settings
+from mspbill.batch.throttle import (
+    Cancelled,
+    ThrottledGateway,
+    TokenBucket,
+    effective_rate,
+    rate_limit,
+)
+from mspbill.db.engine import Database
+from mspbill.db.models import (
+    BatchRun,
+    BatchRunStatus,
+    ChargeAttempt,
+    ChargeAttemptStatus,
+    Client,
+    Invoice,
+    SetupLink,
+    SetupLinkStatus,
+    utcnow,
+)
+from mspbill.generation import ConcurrentGenerationError, generate_period
+from mspbill.invoicing import drafts_for_month, issue_invoices
+from mspbill.payments.charges import (
+    STALE_PENDING,
+    ChargeOutcome,
+    record_not_charged,
+    record_result,
+    start_attempt,
+    sync_charges,
+)
+from mspbill.payments.gateway import (
+    AuthenticationFailed,
+    ChargeRequest,
+    ChargeResult,
+    ChargeStatus,
+    Gateway,
+    PermissionDenied,
+    ProcessorError,
+    ProcessorMode,
+    RateLimited,
+)
+from mspbill.payments.processor import to_db_mode
+from mspbill.periods import Month
+from mspbill.validation import Issue, ValidationError
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 5.0                              # seconds
+HEARTBEAT_STALE = dt.timedelta(seconds=90)         # no heartbeat for this long: the run's process is gone
+RATE_LIMIT_TRIES = 6                               # 429s for one charge before it is left for the next run
+UNAVAILABLE_TRIES = 3                              # "could not connect" (nothing happened) likewise
+CIRCUIT_BREAKER = 8                                # consecutive processor failures that stop the run
+MAX_WORKERS = 64
+
+
+class BatchBusyError(RuntimeError):
+    """Another month-end run holds the office's run lock."""
+
+
+class BatchStopped(RuntimeError):
+    """The run lost its lock (another run took over after this process slept)."""
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    stage: str                 # backup, resolving, invoicing, charging, resolving-new, mail, done
+    done: int
+    total: int
+    succeeded: int = 0
+    processing: int = 0
+    failed: int = 0
+    unknown: int = 0
+    not_charged: int = 0
+    collected: dict[str, int] = field(default_factory=dict)
+    seconds_left: float | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class ChargeLine:
+    """One invoice in the run's account."""
+
+    invoice_id: int
+    invoice_number: str
+    client_id: int
+    client_name: str
+    amount_cents: int
+    currency: str
+    method_label: str
+    status: str                 # succeeded, processing, failed, unknown, not_charged
+    message: str
+    hard: bool = False
+    next_retry_on: dt.date | None = None
+    retry_number: int = 0
+
+
+@dataclass
+class BatchReport:
+    run_id: int
+    period: str
+    mode: ProcessorMode | None
+    status: BatchRunStatus
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    generated: int = 0
+    issued: int = 0
+    backup_path: str = ""
+    lines: list[ChargeLine] = field(default_factory=list)
+    left_out: list[LeftOutCharge] = field(default_factory=list)
+    not_started: int = 0
+    mail: MailReport = field(default_factory=MailReport)
+    setup_links_sent: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    message: str = ""
+    resumed_run_id: int | None = None
+
+    def by_status(self, status: str) -> list[ChargeLine]:
+        return [ln for ln in self.lines if ln.status == status]
+
+    def collected(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for ln in self.by_status("succeeded"):
+            out[ln.currency] = out.get(ln.currency, 0) + ln.amount_cents
+        return out
+
+    def counts(self) -> dict[str, int]:
+        keys = ("succeeded", "processing", "failed", "unknown", "not_charged")
+        return {k: len(self.by_status(k)) for k in keys} | {"left_out": len(self.left_out),
+                                                              "not_started": self.not_started}
+
+    def headline(self) -> str:
+        c = self.counts()
+        label = Month(int(self.period[:4]), int(self.period[5:])).label
+        state = {BatchRunStatus.FINISHED: "finished", BatchRunStatus.CANCELLED: "was cancelled",
+                 BatchRunStatus.STOPPED: "stopped", BatchRunStatus.INTERRUPTED: "was interrupted",
+                 BatchRunStatus.RUNNING: "is running"}[self.status]
+        parts = [f"{self.issued} invoice(s) issued", f"{c['succeeded']} charged ({money_text(self.collected())})"]
+        if c["processing"]:
+            parts.append(f"{c['processing']} bank debit(s) processing")
+        if c["failed"]:
+            parts.append(f"{c['failed']} declined")
+        if c["unknown"]:
+            parts.append(f"{c['unknown']} being resolved")
+        if c["not_charged"]:
+            parts.append(f"{c['not_charged']} not charged")
+        if self.not_started:
+            parts.append(f"{self.not_started} not started")
+        return f"The {label} run {state}: " + ", ".join(parts) + "."
+
+
+# --- the run lock ----------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate the process on Windows
+        import ctypes
+
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _run_is_dead(run: BatchRun, now: dt.datetime) -> bool:
+    if run.host == socket.gethostname() and run.pid != os.getpid() and not _pid_alive(run.pid):
+        return True
+    return now - run.heartbeat_at > HEARTBEAT_STALE
+
+
+def _busy_text(run: BatchRun) -> str:
+    label = Month(int(run.period[:4]), int(run.period[5:])).label
+    local = run.started_at.astimezone()
+    where = "this computer" if run.host == socket.gethostname() else run.host or "another workstation"
+    return (f"A month-end run for {label} is already under way on {where} (started {local:%Y-%m-%d %H:%M} by "
+            f"{run.actor or 'someone'}). Wait for it to finish; its result shows under Month-end. If that "
+            f"computer is off, this one takes over {int(HEARTBEAT_STALE.total_seconds())} seconds after it "
+            "last checked in.")
+
+
+def running_run(session: Session) -> BatchRun | None:
+    return session.scalar(select(BatchRun).where(BatchRun.status == BatchRunStatus.RUNNING).limit(1))
+
+
+def acquire_run(db: Database, month: Month, mode: ProcessorMode | None, now: dt.datetime | None = None
+                ) -> tuple[int, int | None]:
+    """Take the office's run lock: (run id, id of a dead run taken over).  BatchBusyError if held."""
+    now = now or utcnow()
+    try:
+        with db.write_session() as s, s.begin():
+            taken_over: int | None = None
+            current = running_run(s)
+            if current is not None:
+                if not _run_is_dead(current, now):
+                    raise BatchBusyError(_busy_text(current))
+                current.status, current.finished_at = BatchRunStatus.INTERRUPTED, now
+                current.message = (f"Interrupted: its process on {current.host or 'a workstation'} stopped "
+                                   "(closed, crashed or asleep); a later run took over.")[:1000]
+                taken_over = current.id
+                s.flush()
+            run = BatchRun(lock_name="month-end", period=str(month), mode=to_db_mode(mode) if mode else None,
+                           status=BatchRunStatus.RUNNING, actor=audit.current_actor(), host=socket.gethostname()[:255],
+                           pid=os.getpid(), started_at=now, heartbeat_at=now, backup_path="", generated=0, issued=0,
+                           summary={"resumed_run_id": taken_over} if taken_over else {}, message="")
+            s.add(run)
+            s.flush()
+            audit.record(s, "batch.started", "batch_run", run.id,
+                         f"Month-end run for {month.label} started ({mode.label if mode else 'no processor'})"
+                         + (f"; took over interrupted run {taken_over}" if taken_over else ""))
+            return run.id, taken_over
+    except IntegrityError:
+        # Another process took the lock between our check and our insert (PostgreSQL).
+        with db.session() as s:
+            current = running_run(s)
+            raise BatchBusyError(_busy_text(current) if current else
+                                 "Another month-end run started at the same moment; wait for it to finish.") from None
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps the run's row fresh; notices when another run took the lock over (`lost`)."""
+
+    def __init__(self, db: Database, run_id: int, lost: threading.Event, stop: threading.Event):
+        super().__init__(name=f"batch-heartbeat-{run_id}", daemon=True)
+        self.db, self.run_id, self.lost, self.stop_all = db, run_id, lost, stop
+        self.done = threading.Event()
+
+    def beat(self) -> None:
+        try:
+            with self.db.write_session() as s, s.begin():
+                changed = s.execute(update(BatchRun).where(BatchRun.id == self.run_id,
+                                                           BatchRun.status == BatchRunStatus.RUNNING)
+                                    .values(heartbeat_at=utcnow())
+                                    .execution_options(synchronize_session=False)).rowcount  # type: ignore[attr-defined]
+            if changed == 0:
+                log.warning("batch run %s lost its lock (another run took over)", self.run_id)
+                self.lost.set()
+                self.stop_all.set()
+        except SQLAlchemyError as exc:  # the database is busy or away: try again at the next beat
+            log.warning("batch heartbeat failed: %s", exc)
+
+    def run(self) -> None:
+        while not self.done.wait(HEARTBEAT_EVERY):
+            self.beat()
+
+
+def _guard(run_id: int) -> Callable[[Session], None]:
+    def check(s: Session) -> None:
+        status = s.scalar(select(BatchRun.status).where(BatchRun.id == run_id))
+        if status is not BatchRunStatus.RUNNING:
+            raise BatchStopped("This run no longer holds the month-end lock (another run took over while this "
+                               "computer was asleep or busy); it charges nothing more.")
+    return check
+
+
+# --- charging ----------------------------------------------------------------------
+
+
+@dataclass
+class _Tally:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: int = 0
+    succeeded: int = 0
+    processing: int = 0
+    failed: int = 0
+    unknown: int = 0
+    not_charged: int = 0
+    collected: dict[str, int] = field(default_factory=dict)
+    consecutive_faults: int = 0
+    stop_reason: str = ""
+
+
+class _Charger:
+    def __init__(self, db: Database, gateway: Gateway, bucket: TokenBucket, run_id: int, stop: threading.Event,
+                 tally: _Tally, on_change: Callable[[], None], sleep: Callable[[float], None] = time.sleep):
+        self.db, self.gateway, self.bucket, self.run_id = db, gateway, bucket, run_id
+        self.stop, self.tally, self.on_change, self.sleep = stop, tally, on_change, sleep
+        self.attempt_ids: list[int] = []
+        self.skipped: list[str] = []
+        self.not_started = 0
+
+    def _halt(self, reason: str) -> None:
+        with self.tally.lock:
+            if not self.tally.stop_reason:
+                self.tally.stop_reason = reason
+        self.stop.set()
+
+    def _count(self, outcome: ChargeOutcome | None, *, fault: bool = False) -> None:
+        with self.tally.lock:
+            t = self.tally
+            t.done += 1
+            t.consecutive_faults = t.consecutive_faults + 1 if fault else 0
+            if outcome is None:
+                t.unknown += 1
+            elif outcome.status is ChargeAttemptStatus.SUCCEEDED:
+                t.succeeded += 1
+                t.collected[outcome.currency] = t.collected.get(outcome.currency, 0) + outcome.amount_cents
+            elif outcome.status is ChargeAttemptStatus.PROCESSING:
+                t.processing += 1
+            elif outcome.status is ChargeAttemptStatus.DECLINED:
+                t.failed += 1
+            elif outcome.status is ChargeAttemptStatus.NOT_CHARGED:
+                t.not_charged += 1
+            else:
+                t.unknown += 1
+            faults = t.consecutive_faults
+        if faults >= CIRCUIT_BREAKER:
+            self._halt(f"The processor failed {faults} charges in a row (no answer or errors); the run stopped "
+                       "so as not to pile up unknown charges. Run it again later: nothing is charged twice.")
+        self.on_change()
+
+    def charge(self, item: PlannedCharge) -> None:
+        assert item.target.invoice_id is not None
+        if self.stop.is_set():
+            self.not_started += 1
+            return
+        try:
+            self.bucket.acquire(self.stop)
+        except Cancelled:
+            self.not_started += 1
+            return
+        try:
+            attempt_id, request = start_attempt(self.db, self.gateway, item.target.invoice_id, origin="batch",
+                                                approve_over_cap=item.over_cap_approved, batch_run_id=self.run_id,
+                                                guard=_guard(self.run_id))
+        except BatchStopped as exc:
+            self._halt(str(exc))
+            self.not_started += 1
+            return
+        except ValidationError as exc:
+            # Changed since the plan (paid by check meanwhile, charged from another window, …).
+            self.skipped.append(f"{item.target.number} ({item.target.client_name}): {exc.issues[0].message}")
+            self.not_started += 1
+            return
+        except OperationalError as exc:
+            log.warning("could not write the attempt for invoice %s: %s", item.target.invoice_id, exc)
+            self.skipped.append(f"{item.target.number} ({item.target.client_name}): the database was busy; not "
+                                "charged, the next run will.")
+            self.not_started += 1
+            return
+        with self.tally.lock:
+            self.attempt_ids.append(attempt_id)
+        written = utcnow()
+        try:
+            outcome, fault = self._send(attempt_id, request, written)
+        except SQLAlchemyError as exc:
+            # The processor answered but the answer could not be written: the attempt stays
+            # pending and is resolved (found by its key) before this invoice is charged again.
+            log.error("could not record the outcome of attempt %s: %s", attempt_id, exc)
+            outcome, fault = None, False
+        self._count(outcome, fault=fault)
+
+    def _send(self, attempt_id: int, request: ChargeRequest, written: dt.datetime) -> tuple[ChargeOutcome, bool]:
+        rate_limited = unavailable = 0
+        while True:
+            if utcnow() - written > STALE_PENDING:
+                # The computer slept between writing the attempt and sending it; another run may have
+                # resolved it meanwhile.  Leave it to resolution (same key) rather than send it now.
+                return record_result(self.db, attempt_id, ChargeResult(
+                    status=ChargeStatus.UNKNOWN, message="Not sent: the run was paused (the computer slept?); "
+                                                         "mspbill finds out before charging again.")), False
+            try:
+                result = self.gateway.charge(request)
+            except RateLimited as exc:
+                rate_limited += 1
+                self.bucket.slow_down()
+                if rate_limited >= RATE_LIMIT_TRIES:
+                    return record_not_charged(self.db, attempt_id, "The processor kept asking mspbill to slow "
+                                                                   "down (429); nothing was charged. The next run "
+                                                                   "charges it.", code=exc.code), True
+                self.sleep(min(max(exc.retry_after, 0.5) * rate_limited, 10.0))
+                self.bucket.acquire(None)
+                continue
+            except (AuthenticationFailed, PermissionDenied) as exc:
+                self._halt(f"The processor refused the key: {exc.message} The run stopped; nothing more was "
+                           "charged. Fix the key in Settings → Payments and run again.")
+                return record_not_charged(self.db, attempt_id, exc.message, code=exc.code), True
+            except ProcessorError as exc:
+                if exc.nothing_happened:
+                    unavailable += 1
+                    if unavailable < UNAVAILABLE_TRIES and not self.stop.is_set():
+                        self.sleep(min(2.0 ** unavailable, 8.0))
+                        self.bucket.acquire(None)
+                        continue
+                    return record_not_charged(self.db, attempt_id, exc.message, code=exc.code), True
+                result = ChargeResult(status=ChargeStatus.UNKNOWN, message=exc.message)
+            except Exception as exc:  # a bug or an unexpected library error: the charge may have been made
+                log.exception("batch charge attempt %s raised", attempt_id)
+                result = ChargeResult(status=ChargeStatus.UNKNOWN, message=f"{type(exc).__name__}: {exc}")
+            outcome = record_result(self.db, attempt_id, result)
+            return outcome, outcome.status is ChargeAttemptStatus.UNKNOWN
+
+
+def _workers(rate: float) -> int:
+    # Enough threads to keep the bucket busy at about a second per call, never more than MAX_WORKERS.
+    return max(2, min(MAX_WORKERS, math.ceil(rate)))
+
+
+# --- the run ----------------------------------------------------------------------
+
+
+ProgressFn = Callable[[BatchProgress], None]
+
+
+@dataclass
+class RunOptions:
+    today: dt.date | None = None
+    rate_per_second: float | None = None     # overrides the settings (benchmarks, tests)
+    workers: int | None = None
+    resolve_pause: float = 1.0               # seconds before asking again about this run's unknown outcomes
+    send_mail: bool = True
+    setup_links: bool = True
+
+
+def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir: Path | None,
+              progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+              options: RunOptions | None = None) -> BatchReport:
+    """Run `month`'s batch; the report says what happened.  Raises BatchBusyError, ValidationError."""
+    options = options or RunOptions()
+    today = options.today or dt.date.today()
+    check_period(month, today)
+    mode = gateway.mode if gateway is not None else None
+    stop = cancel if cancel is not None else threading.Event()
+    run_id, taken_over = acquire_run(db, month, mode)
+    lost = threading.Event()
+    heartbeat = _Heartbeat(db, run_id, lost, stop)
+    heartbeat.start()
+    started = time.monotonic()
+    tally = _Tally()
+    report_extra: dict[str, Any] = {"problems": [], "not_started": 0, "setup_links": [], "resumed_run_id": taken_over}
+    total_charges = 0
+
+    def emit(stage: str, text: str = "", done: int | None = None, total: int | None = None) -> None:
+        if progress is None:
+            return
+        with tally.lock:
+            d = tally.done if done is None else done
+            n = total_charges if total is None else total
+            elapsed = time.monotonic() - started
+            left = (elapsed / d) * (n - d) if stage == "charging" and d else None
+            snap = BatchProgress(stage, d, n, tally.succeeded, tally.processing, tally.failed, tally.unknown,
+                                 tally.not_charged, dict(tally.collected), left, text)
+        try:
+            progress(snap)
+        except Exception:  # a progress display must never stop a run
+            log.exception("batch progress callback failed")
+
+    status = BatchRunStatus.FINISHED
+    message = ""
+    mail = MailReport()
+    left_out: list[LeftOutCharge] = []
+    try:
+        # 1. A backup before anything changes (SQLite; a PostgreSQL server keeps its own).
+        emit("backup", "Backing up the database…", 0, 0)
+        _backup(db, backup_dir, month, run_id)
+        # 2. Earlier charges without a known outcome are resolved before any new attempt.
+        throttled: Gateway | None = None
+        bucket: TokenBucket | None = None
+        if gateway is not None:
+            settings = _settings(db)
+            rate = options.rate_per_second or effective_rate(
+                rate_limit(gateway.mode, settings.rate_limit_test, settings.rate_limit_live, gateway),
+                settings.rate_margin_percent)
+            bucket = TokenBucket(rate)
+            throttled = ThrottledGateway(gateway, bucket)  # type: ignore[assignment]
+            emit("resolving", "Checking earlier charges without a known outcome…", 0, 0)
+            idle = {taken_over} if taken_over else set()
+            sync = sync_charges(db, throttled, idle_run_ids=idle)  # type: ignore[arg-type]
+            report_extra["problems"] += [f"Checking earlier charges: {e}" for e in sync.errors]
+        # 3. The month's invoices, generated and issued in one transaction.
+        emit("invoicing", f"Generating and issuing the invoices for {month.label}…", 0, 0)
+        issued_ids = _invoice(db, run_id, month, today)
+        # 4. Charges.
+        with db.session() as s:
+            charges, left_out = judge_open_invoices(s, mode, today, new_invoice_ids=issued_ids)
+        total_charges = len(charges)
+        if gateway is not None and bucket is not None and charges and not stop.is_set():
+            charger = _Charger(db, gateway, bucket, run_id, stop, tally, lambda: emit("charging"))
+            emit("charging", f"Charging {len(charges)} invoice(s)…")
+            workers = options.workers or _workers(bucket.base_rate)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-charge") as pool:
+                for future in [pool.submit(charger.charge, item) for item in charges]:
+                    future.result()
+            report_extra["not_started"] = charger.not_started
+            report_extra["problems"] += charger.skipped
+            # 5. This run's unknown outcomes: ask once more (same key), after a pause.
+            unknown_ids = _unknown_invoices(db, run_id)
+            if unknown_ids and not lost.is_set():
+                emit("resolving-new", f"Finding out about {len(unknown_ids)} charge(s) without an answer…")
+                time.sleep(options.resolve_pause)
+                sync = sync_charges(db, throttled, invoice_ids=unknown_ids, idle_run_ids={run_id})  # type: ignore[arg-type]
+                report_extra["problems"] += [f"Finding out: {e}" for e in sync.errors]
+            # 6. Clients whose method was declined for good get a new setup link.
+            if options.setup_links and throttled is not None and not lost.is_set():
+                report_extra["setup_links"] = _send_setup_links(db, throttled, run_id, report_extra["problems"])
+        if lost.is_set():
+            raise BatchStopped("This run lost the month-end lock (another run took over while this computer was "
+                               "asleep or busy); the other run carries on.")
+        # 7. Mail: receipts and invoices.
+        if options.send_mail:
+            emit("mail", "Queuing receipts and invoice e-mails…")
+            mail = _queue_mail(db, month, run_id, taken_over)
+        if tally.stop_reason:
+            status, message = BatchRunStatus.STOPPED, tally.stop_reason
+        elif cancel is not None and cancel.is_set():
+            status = BatchRunStatus.CANCELLED
+            message = (f"Cancelled: the charges in flight finished and were recorded; {report_extra['not_started']} "
+                       "were not started. Run again to charge them.")
+    except BatchStopped as exc:
+        status, message = BatchRunStatus.INTERRUPTED, str(exc)
+    except ValidationError as exc:
+        status, message = BatchRunStatus.STOPPED, "; ".join(i.message for i in exc.issues)
+        _finish(db, run_id, status, message, report_extra, tally, mail, lost.is_set())
+        heartbeat.done.set()
+        raise
+    except BaseException as exc:
+        status, message = BatchRunStatus.STOPPED, _fault_text(exc)
+        _finish(db, run_id, status, message, report_extra, tally, mail, lost.is_set())
+        heartbeat.done.set()
+        raise
+    finally:
+        heartbeat.done.set()
+    _finish(db, run_id, status, message, report_extra, tally, mail, lost.is_set())
+    emit("done", message or "Finished.")
+    with db.session() as s:
+        report = run_report(s, run_id)
+    report.left_out = left_out
+    report.mail = mail
+    return report
+
+
+def _fault_text(exc: BaseException) -> str:
+    if isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower():
+        return ("The database stayed locked by another program or workstation; the run stopped. Nothing is "
+                "charged twice: run it again when the other program is done.")
+    if isinstance(exc, KeyboardInterrupt):
+        return "Interrupted."
+    return f"The run stopped on an unexpected error ({type(exc).__name__}: {exc}); run it again to resume."
+
+
+def _settings(db: Database) -> Any:
+    with db.session() as s:
+        return batch_settings(s)
+
+
+def _backup(db: Database, backup_dir: Path | None, month: Month, run_id: int) -> str:
+    from mspbill.db.schema import backup_sqlite
+
+    if backup_dir is None or db.sqlite_path is None:
+        return ""
+    try:
+        path = str(backup_sqlite(db.sqlite_path, backup_dir, f"before-batch-{month}"))
+    except OSError as exc:
+        raise ValidationError([Issue("backup", f"The backup before the run could not be written to {backup_dir} "
+                                               f"({exc.strerror or exc}); nothing was done. Free some space or "
+                                               "check the folder, then run again.")]) from exc
+    with db.write_session() as s, s.begin():
+        run = s.get(BatchRun, run_id)
+        if run is not None:
+            run.backup_path = path[:1000]
+    return path
+
+
+def _invoice(db: Database, run_id: int, month: Month, today: dt.date) -> list[int]:
+    for attempt in range(3):
+        try:
+            with db.write_session() as s, s.begin():
+                _guard(run_id)(s)
+                result = generate_period(s, month)
+                ids = drafts_for_month(s, month)
+                issue_invoices(s, ids, today)
+                run = s.get(BatchRun, run_id)
+                assert run is not None
+                run.generated, run.issued = result.created, len(ids)
+                run.summary = dict(run.summary or {}) | {"issued_invoice_ids": ids}
+                if ids:
+                    audit.record(s, "batch.invoiced", "batch_run", run_id,
+                                 f"Generated {result.created} and issued {len(ids)} invoice(s) for {month.label}")
+                return ids
+        except ConcurrentGenerationError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _unknown_invoices(db: Database, run_id: int) -> list[int]:
+    with db.session() as s:
+        return list(s.scalars(select(ChargeAttempt.invoice_id).where(
+            ChargeAttempt.batch_run_id == run_id,
+            ChargeAttempt.status.in_([ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.PENDING]))))
+
+
+def _send_setup_links(db: Database, gateway: Gateway, run_id: int, problems: list[str]) -> list[str]:
+    from mspbill.payments.methods import create_setup_link, queue_setup_link_email
+
+    with db.session() as s:
+        client_ids = sorted(set(s.scalars(select(ChargeAttempt.client_id).where(
+            ChargeAttempt.batch_run_id == run_id, ChargeAttempt.status == ChargeAttemptStatus.DECLINED,
+            ChargeAttempt.decline_hard.is_(True)))))
+        open_links = set(s.scalars(select(SetupLink.client_id).where(
+            SetupLink.client_id.in_(client_ids), SetupLink.mode == to_db_mode(gateway.mode),
+            SetupLink.status == SetupLinkStatus.OPEN, SetupLink.expires_at > utcnow())))
+        names = {c.id: c.legal_name for c in s.scalars(select(Client).where(Client.id.in_(client_ids)))}
+    sent: list[str] = []
+    for client_id in client_ids:
+        if client_id in open_links:
+            continue
+        try:
+            link = create_setup_link(db, gateway, client_id)
+            with db.write_session() as s, s.begin():
+                queue_setup_link_email(s, link.link_id)
+            sent.append(names.get(client_id, str(client_id)))
+        except ValidationError as exc:
+            problems.append(f"New setup link for {names.get(client_id)}: created, not e-mailed — "
+                            f"{exc.issues[0].message}")
+        except ProcessorError as exc:
+            problems.append(f"New setup link for {names.get(client_id)}: {exc.message}")
+    return sent
+
+
+def _period_run_ids(s: Session, run_id: int, taken_over: int | None) -> list[int]:
+    ids = [run_id]
+    seen = {run_id}
+    while taken_over is not None and taken_over not in seen:
+        ids.append(taken_over)
+        seen.add(taken_over)
+        earlier = s.get(BatchRun, taken_over)
+        taken_over = (earlier.summary or {}).get("resumed_run_id") if earlier is not None else None
+    return ids
+
+
+def _queue_mail(db: Database, month: Month, run_id: int, taken_over: int | None) -> MailReport:
+    with db.write_session() as s, s.begin():
+        run_ids = _period_run_ids(s, run_id, taken_over)
+        issued: list[int] = []
+        for run in s.scalars(select(BatchRun).where(BatchRun.id.in_(run_ids))):
+            issued += (run.summary or {}).get("issued_invoice_ids", [])
+        succeeded = list(s.scalars(select(ChargeAttempt.id).where(
+            ChargeAttempt.batch_run_id.in_(run_ids), ChargeAttempt.status == ChargeAttemptStatus.SUCCEEDED)))
+        return queue_batch_mail(s, list(dict.fromkeys(issued)), succeeded)
+
+
+def _finish(db: Database, run_id: int, status: BatchRunStatus, message: str, extra: dict[str, Any], tally: _Tally,
+            mail: MailReport, lost: bool) -> None:
+    try:
+        with db.write_session() as s, s.begin():
+            run = s.get(BatchRun, run_id)
+            if run is None:
+                return
+            if run.status is BatchRunStatus.RUNNING:
+                run.status = status
+            elif lost:
+                return  # another run took over: its row says so already
+            run.finished_at = utcnow()
+            run.message = message[:1000]
+            run.summary = dict(run.summary or {}) | {
+                "succeeded": tally.succeeded, "processing": tally.processing, "failed": tally.failed,
+                "unknown": tally.unknown, "not_charged": tally.not_charged, "collected": tally.collected,
+                "not_started": extra.get("not_started", 0), "problems": extra.get("problems", [])[:200],
+                "setup_links": extra.get("setup_links", []), "receipts_queued": mail.receipts,
+                "invoices_queued": mail.invoices, "mail_not_configured": mail.not_configured}
+            audit.record(s, "batch.finished", "batch_run", run_id,
+                         f"Month-end run {run.period} {run.status.value}: {tally.succeeded} charged "
+                         f"({money_text(tally.collected)}), {tally.failed} declined, {tally.processing} processing, "
+                         f"{tally.unknown} unknown" + (f" — {message}" if message else ""))
+    except SQLAlchemyError:
+        log.exception("could not record the end of batch run %s", run_id)
+
+
+# --- reading a run back --------------------------------------------------------------
+
+
+def run_report(session: Session, run_id: int) -> BatchReport:
+    """A run's account, rebuilt from the database (its attempts and the runs it resumed)."""
+    from mspbill.batch.plan import retry_schedule
+
+    run = session.get(BatchRun, run_id)
+    if run is None:
+        raise ValidationError([Issue("run", f"There is no month-end run {run_id}.")])
+    summary = run.summary or {}
+    run_ids = _period_run_ids(session, run.id, summary.get("resumed_run_id"))
+    attempts = list(session.scalars(select(ChargeAttempt).where(ChargeAttempt.batch_run_id.in_(run_ids))
+                                    .order_by(ChargeAttempt.id)))
+    latest: dict[int, ChargeAttempt] = {}
+    for a in attempts:
+        latest[a.invoice_id] = a
+    invoices = {i.id: i for i in session.scalars(select(Invoice).where(Invoice.id.in_(list(latest))))} if latest else {}
+    clients = {c.id: c.legal_name for c in session.scalars(
+        select(Client).where(Client.id.in_({a.client_id for a in latest.values()})))} if latest else {}
+    failures: dict[int, list[Failure]] = {}
+    declined_ids = [a.invoice_id for a in latest.values() if a.status is ChargeAttemptStatus.DECLINED]
+    if declined_ids:
+        for a in session.scalars(select(ChargeAttempt).where(ChargeAttempt.invoice_id.in_(declined_ids),
+                                                             ChargeAttempt.status == ChargeAttemptStatus.DECLINED)):
+            failures.setdefault(a.invoice_id, []).append(
+                Failure(a.method_id, (a.resolved_at or a.created_at).date(), bool(a.decline_hard)))
+    schedule = retry_schedule(session)
+    status_names = {ChargeAttemptStatus.SUCCEEDED: "succeeded", ChargeAttemptStatus.PROCESSING: "processing",
+                    ChargeAttemptStatus.DECLINED: "failed", ChargeAttemptStatus.UNKNOWN: "unknown",
+                    ChargeAttemptStatus.PENDING: "unknown", ChargeAttemptStatus.NOT_CHARGED: "not_charged"}
+    lines = []
+    for a in latest.values():
+        inv = invoices.get(a.invoice_id)
+        next_retry = None
+        if a.status is ChargeAttemptStatus.DECLINED and not a.decline_hard:
+            next_retry = next_retry_after_failure(failures.get(a.invoice_id, []), a.method_id, schedule)
+        lines.append(ChargeLine(a.invoice_id, (inv.number if inv else None) or "", a.client_id,
+                                clients.get(a.client_id, ""), a.amount_cents, a.currency, a.method_label,
+                                status_names[a.status], a.message, bool(a.decline_hard), next_retry))
+    lines.sort(key=lambda ln: (ln.client_name.casefold(), ln.invoice_number))
+    mail = MailReport(receipts=summary.get("receipts_queued", 0), invoices=summary.get("invoices_queued", 0),
+                      not_configured=summary.get("mail_not_configured", False))
+    return BatchReport(run.id, run.period, ProcessorMode(run.mode.value) if run.mode else None, run.status,
+                       run.started_at, run.finished_at, run.generated, run.issued, run.backup_path, lines, [],
+                       summary.get("not_started", 0), mail, summary.get("setup_links", []),
+                       summary.get("problems", []), run.message, summary.get("resumed_run_id"))
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    period: str
+    mode: str
+    status: str
+    actor: str
+    host: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    issued: int
+    succeeded: int
+    failed: int
+    collected: dict[str, int]
+    message: str
+
+
+def list_runs(session: Session, limit: int = 50) -> list[RunRow]:
+    rows = []
+    for r in session.scalars(select(BatchRun).order_by(BatchRun.id.desc()).limit(limit)):
+        sm = r.summary or {}
+        rows.append(RunRow(r.id, r.period, r.mode.value if r.mode else "", r.status.value, r.actor, r.host,
+                           r.started_at, r.finished_at, r.issued, int(sm.get("succeeded", 0)),
+                           int(sm.get("failed", 0)), dict(sm.get("collected", {})), r.message))
+    return rows
+
+
+def preview(db: Database, month: Month, today: dt.date | None = None) -> BatchPreview:
+    with db.session() as s:
+        return preview_batch(s, month, today=today)
+
+
+@dataclass
+class BatchSyncReport:
+    sync: Any                     # payments.sync.FullSyncReport
+    receipts_queued: int = 0
+
+    def lines(self) -> list[str]:
+        out: list[str] = self.sync.lines()
+        if self.receipts_queued:
+            out.append(f"{self.receipts_queued} receipt(s) queued for charges that went through")
+        return out
+
+
+RECEIPT_WINDOW = dt.timedelta(days=60)
+
+
+def batch_sync(db: Database, gateway: Gateway, now: dt.datetime | None = None) -> BatchSyncReport:
+    """Settle bank debits, resolve unknown outcomes, collect setup links; then queue the receipts of
+    batch charges that have gone through since (an ACH debit settles days after the run)."""
+    from mspbill.batch.emails import KIND_RECEIPT, mail_configured, queue_receipt
+    from mspbill.db.models import OutboxMessage
+    from mspbill.payments.sync import sync_all
+
+    now = now or utcnow()
+    report = BatchSyncReport(sync_all(db, gateway, now))
+    with db.write_session() as s, s.begin():
+        if not mail_configured(s):
+            return report
+        receipted = select(OutboxMessage.id).where(OutboxMessage.kind == KIND_RECEIPT,
+                                                   OutboxMessage.invoice_id == ChargeAttempt.invoice_id).exists()
+        for attempt_id in s.scalars(select(ChargeAttempt.id).where(
+                ChargeAttempt.origin == "batch", ChargeAttempt.status == ChargeAttemptStatus.SUCCEEDED,
+                ChargeAttempt.resolved_at >= now - RECEIPT_WINDOW, ~receipted)):
+            if queue_receipt(s, attempt_id, now) is not None:
+                report.receipts_queued += 1
+    return report
