@@ -36,6 +36,16 @@ def settle(ops: Ops, ms: int = 300) -> None:
             break
 
 
+def wait_until(condition: Callable[[], object], timeout_s: float = 120) -> None:
+    import time
+
+    loop = QEventLoop()
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        QTimer.singleShot(20, loop.quit)
+        loop.exec()
+
+
 def grab(widget: QWidget, path: Path) -> None:
     widget.grab().save(str(path))
     print(f"wrote {path}")
@@ -116,6 +126,46 @@ def dialog_shot(window: MainWindow, ops: Ops, path: Path, open_dialog: Callable[
     dialog.reject()
 
 
+MONTH_END_SHOTS = ("month-end", "month-end-confirm", "month-end-progress", "month-end-result")
+
+
+def month_end_shots(window: MainWindow, ops: Ops, out: Path, wanted: Callable[[str], bool]) -> None:
+    """The preview, the confirmation, a run under way and its account.  Last: the run issues and charges."""
+    if not any(wanted(name) for name in MONTH_END_SHOTS):
+        return
+    screen = window.month_end
+    window.go("Month-end")
+    settle(ops)
+    if wanted("month-end"):
+        grab(window, out / "month-end.png")
+    if not any(wanted(name) for name in MONTH_END_SHOTS[1:]):
+        return
+    screen.ask_to_run()
+    wait_until(lambda: screen.confirm_dialog is not None)
+    settle(ops)
+    dialog = screen.confirm_dialog
+    assert dialog is not None
+    if wanted("month-end-confirm"):
+        grab(dialog, out / "month-end-confirm.png")
+    # Slow calls to the sandbox (read when the run opens it), so that the run is caught under way.
+    os.environ["MSPBILL_SANDBOX_LATENCY_MS"] = "400"
+    dialog.go.click()
+
+    def a_third_charged() -> bool:
+        job = screen.job
+        latest = job.box.latest() if job is not None else None
+        return job is None or (latest is not None and latest.stage == "charging" and latest.done * 3 >= latest.total)
+
+    wait_until(a_third_charged)
+    wait_until(lambda: False, 0.15)  # the progress signal reaches the panel
+    if wanted("month-end-progress"):
+        grab(window, out / "month-end-progress.png")
+    wait_until(lambda: screen.job is None)
+    settle(ops)
+    if wanted("month-end-result"):
+        grab(window, out / "month-end-result.png")
+
+
 def shown(dialog: QDialog) -> QDialog:
     dialog.show()
     return dialog
@@ -190,6 +240,7 @@ def main(*args: str) -> int:
         if wanted("generate-dialog"):
             dialog_shot(window, ops, out / "generate-dialog.png", window.invoices.open_generate,
                         screen="Invoices", size=(1000, 640))
+        month_end_shots(window, ops, out, wanted)  # last: the run issues the month and charges it
         window.close()
         ctx.close()
     app.quit()

@@ -40,6 +40,7 @@ from ui.clients_screen import ClientsScreen
 from ui.email_actions import EmailRunner, SendOutcome
 from ui.email_actions import status_text as mail_status_text
 from ui.invoices_screen import InvoicesScreen
+from ui.month_end_screen import MonthEndScreen
 from ui.ops import Ops
 from ui.outbox_screen import OutboxScreen
 from ui.payment_sync import PaymentSync
@@ -119,12 +120,13 @@ class MainWindow(QMainWindow):
         # The one e-mail runner of this window: screens and dialogs reach it with EmailRunner.for_ops(ops).
         self.email_runner = EmailRunner.for_ops(ops)
         self.outbox = OutboxScreen(ops, self.email_runner)
+        self.month_end = MonthEndScreen(ops, ctx.paths.backup_dir)
         self.settings = SettingsScreen(ops, ctx)
         self.screens: dict[str, QWidget] = {
             "Dashboard": self.dashboard, "Clients": self.clients, "Agreements": self.agreements,
             "Invoices": self.invoices, "Payments": self.payments, "Outbox": self.outbox,
-            "Settings": self.settings}
-        self._lists = (self.clients, self.agreements, self.invoices, self.payments, self.outbox)
+            "Month-end": self.month_end, "Settings": self.settings}
+        self._lists = (self.clients, self.agreements, self.invoices, self.payments, self.outbox, self.month_end)
         for name, text in COMING.items():
             self.screens[name] = ComingScreen(name, text)
         self.stack = QStackedWidget()
@@ -168,13 +170,15 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.mode_badge)
         self.statusBar().showMessage(f"Database: {ctx.db.describe()}")
-        ops.busy_changed.connect(lambda busy: self.busy_label.setText("Working…" if busy else ""))
+        # A bound method, not a lambda: Qt forgets it with the window (a job may end after it closed).
+        ops.busy_changed.connect(self._show_busy)
 
         for screen in self._lists:
             screen.changed.connect(self._data_changed)
         self.payments.open_invoice.connect(self.invoices.open_invoice)
         self.outbox.open_invoice.connect(self.invoices.open_invoice)
         self.outbox.open_mail_settings.connect(self.show_mail_settings)
+        self.month_end.open_outbox.connect(self.show_outbox)
         self.settings.company.saved.connect(self.reload_company)
         self.settings.mail.saved.connect(self._mail_settings_saved)
         self.settings.payments.saved.connect(self._payment_settings_saved)
@@ -191,6 +195,9 @@ class MainWindow(QMainWindow):
         self.payment_session.refresh_mode(self)
         start = self.ctx.settings.get(SCREEN_KEY, "Dashboard")
         self.nav.setCurrentRow(NAV.index(start) if start in NAV else 0)
+
+    def _show_busy(self, busy: bool) -> None:
+        self.busy_label.setText("Working…" if busy else "")
 
     # --- menus ---
     def _build_menus(self) -> None:
@@ -288,7 +295,7 @@ class MainWindow(QMainWindow):
     # --- the processor in the background ---
     def _payment_settings_saved(self) -> None:
         # The mode badge follows (the form asks the session); lists naming methods read them again.
-        for screen in (self.clients, self.invoices, self.payments):
+        for screen in (self.clients, self.invoices, self.payments, self.month_end):
             screen.mark_stale()
         self.payment_sync.sync()
 
@@ -378,6 +385,17 @@ class MainWindow(QMainWindow):
         self.ctx.settings.set(GEOMETRY_KEY, base64.b64encode(bytes(self.saveGeometry().data())).decode())
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if self.month_end.running:
+            answer = QMessageBox.question(
+                self, "A month-end run is under way",
+                "A month-end run is under way. Quit anyway?\n\nNo new charge starts; those already sent to the "
+                "processor finish and are recorded before mspbill closes. Run the month again later to charge the "
+                "rest: nothing is charged twice.",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Cancel)
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            self.month_end.cancel_run()
         # Written once at close, not on every navigation (a settings write is an fsync).
         self.save_geometry()
         self.mail_timer.stop()

@@ -1,5 +1,6 @@
 """Settings → Payments: which processor the office uses, this computer's Stripe
-secret key, "Test connection", and the options of payment setup links.
+secret key, "Test connection", the options of payment setup links, and the
+month-end batch's retry days and request limits.
 
 The processor choice and the link options are the office's (in the database);
 the key is this workstation's and goes to the OS keyring only (house rule 6),
@@ -28,6 +29,14 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session
 
+from mspbill.batch.retries import format_retry_days, parse_retry_days
+from mspbill.batch.settings import (
+    MARGIN_MAX,
+    RATE_LIMIT_MAX,
+    BatchSettings,
+    batch_settings,
+    save_batch_settings,
+)
 from mspbill.db.models import PaymentSettings
 from mspbill.payments.gateway import (
     KeyProblem,
@@ -90,12 +99,23 @@ class _Loaded:
     draft: PaymentSettingsDraft
     account_id: str
     account_name: str
+    batch: BatchSettings
 
 
 def _load(session: Session) -> _Loaded:
     row = session.get(PaymentSettings, 1)
     return _Loaded(settings_draft(session), row.stripe_account_id if row else "",
-                   row.stripe_account_name if row else "")
+                   row.stripe_account_name if row else "", batch_settings(session))
+
+
+@dataclass(frozen=True)
+class BatchDraft:
+    """The Month-end batch group, as typed."""
+
+    retry_days: str
+    rate_limit_test: int
+    rate_limit_live: int
+    rate_margin_percent: int
 
 
 def mode_of(processor: str, status: KeyStatus) -> ProcessorMode | None:
@@ -240,6 +260,45 @@ class PaymentSettingsForm(QWidget):
         self.link_hours.setToolTip("Stripe keeps a setup page open for at most 24 hours.")
         self.form.add("setup_link_hours", "Link stays usable", self.link_hours)
 
+        # --- the month-end batch ---
+        grid.addRow(_section("Month-end batch"))
+        batch_intro = _note()
+        batch_intro.setText("When the month-end run charges a declined card again, and how fast it may ask the "
+                            "processor.")
+        grid.addRow(batch_intro)
+        retry_row = QWidget()
+        rl = QVBoxLayout(retry_row)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.setSpacing(2)
+        self.retry_days = QLineEdit()
+        self.retry_days.setPlaceholderText("3, 5, 7")
+        self.retry_days.setMaximumWidth(220)
+        rl.addWidget(self.retry_days)
+        retry_note = _note()
+        retry_note.setText("Days after the first decline on which a run charges a soft decline (insufficient "
+                           "funds, a processing error) again. Empty: never. A hard decline (lost card, closed "
+                           "account) is never retried; the client is sent a new setup link.")
+        rl.addWidget(retry_note)
+        self.form.add("retry_days", "Retry after (days)", retry_row)
+        self.form.rows["retry_days"].editor = self.retry_days  # the red frame goes on the field
+        self.rate_test = self._rate_box(" requests/s", RATE_LIMIT_MAX)
+        self.form.add("rate_limit_test", "Test-mode limit", self.rate_test)
+        self.rate_live = self._rate_box(" requests/s", RATE_LIMIT_MAX)
+        self.form.add("rate_limit_live", "Live-mode limit", self.rate_live)
+        margin_row = QWidget()
+        ml = QVBoxLayout(margin_row)
+        ml.setContentsMargins(0, 0, 0, 0)
+        ml.setSpacing(2)
+        self.rate_margin = self._rate_box(" %", MARGIN_MAX, minimum=0)
+        ml.addWidget(self.rate_margin)
+        margin_note = _note()
+        margin_note.setText("Stripe allows 25 requests a second in test mode and 100 live; the run stays this "
+                            "far below the limit.")
+        ml.addWidget(margin_note)
+        self.form.add("rate_margin_percent", "Margin below the limit", margin_row)
+        self.form.rows["rate_margin_percent"].editor = self.rate_margin
+        self.set_batch(BatchSettings())
+
         scroll = form_scroll(form_widget)
         self.scroll_area = scroll
 
@@ -264,7 +323,25 @@ class PaymentSettingsForm(QWidget):
         self.key.textChanged.connect(lambda _t: self._key_typed())
         self._processor_changed()
 
+    @staticmethod
+    def _rate_box(suffix: str, maximum: int, minimum: int = 1) -> QSpinBox:
+        box = QSpinBox()
+        box.setRange(minimum, maximum)
+        box.setSuffix(suffix)
+        box.setMaximumWidth(140)
+        return box
+
     # --- values ---
+    def batch_draft(self) -> BatchDraft:
+        return BatchDraft(self.retry_days.text(), self.rate_test.value(), self.rate_live.value(),
+                          self.rate_margin.value())
+
+    def set_batch(self, batch: BatchSettings) -> None:
+        self.retry_days.setText(format_retry_days(batch.retry_days))
+        self.rate_test.setValue(batch.rate_limit_test)
+        self.rate_live.setValue(batch.rate_limit_live)
+        self.rate_margin.setValue(batch.rate_margin_percent)
+
     def processor(self) -> str:
         return next((v for v, b in self.processor_buttons.items() if b.isChecked()), "none")
 
@@ -291,6 +368,7 @@ class PaymentSettingsForm(QWidget):
         self.set_processor(d.processor)
         self.success_url.setText(d.setup_success_url)
         self.link_hours.setValue(int(d.setup_link_hours) if d.setup_link_hours.isdigit() else 24)
+        self.set_batch(loaded.batch)
         self.key.clear()
         self.show_issues({})
         self.test_result.hide()
@@ -377,10 +455,15 @@ class PaymentSettingsForm(QWidget):
     # --- saving ---
     def save(self) -> None:
         draft = self.draft()
+        batch = self.batch_draft()
         key_text = self.key.text() if draft.processor == "stripe" else ""
         _values, issues = validate_settings(draft)
         if key_text.strip():
             issues += check_key_text(key_text)
+        try:
+            parse_retry_days(batch.retry_days)
+        except ValidationError as exc:
+            issues += exc.issues
         if issues:
             self.show_issues(ValidationError(issues).by_field())
             return
@@ -388,6 +471,8 @@ class PaymentSettingsForm(QWidget):
 
         def work(session: Session) -> KeyStatus:
             save_settings(session, draft)
+            save_batch_settings(session, batch.retry_days, batch.rate_limit_test, batch.rate_limit_live,
+                                batch.rate_margin_percent)
             if key_text.strip():
                 # Inside the transaction: if the keyring refuses, the processor choice is rolled back too.
                 return save_stripe_key(key_text)

@@ -1,6 +1,8 @@
 """Asking the processor what happened since last time, in the background: setup
 links the clients finished, bank debits that settled, charges and refunds whose
-outcome was unknown (`payments.sync.sync_all`).
+outcome was unknown (`payments.sync.sync_all`), and then the receipts of month-end
+charges that went through since (a bank debit settles days after the run), all by
+`batch.run.batch_sync`.
 
 Soon after start-up and every five minutes, like the background e-mail.  What
 it finds is a note in the status bar; a failure is logged and noted there too,
@@ -14,8 +16,9 @@ import logging
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from mspbill.batch.run import BatchSyncReport, batch_sync
 from mspbill.payments.gateway import BRAND_NAMES, NotConfiguredError
-from mspbill.payments.sync import FullSyncReport, sync_all
+from mspbill.payments.sync import FullSyncReport
 from ui.ops import OpContext, Ops
 from ui.payment_widgets import PaymentSession, close_gateway, processor_message
 
@@ -64,6 +67,17 @@ def sync_status(report: FullSyncReport, now: dt.datetime | None = None) -> tuple
     return text, tooltip, problem, changed
 
 
+def batch_sync_status(report: BatchSyncReport, now: dt.datetime | None = None) -> tuple[str, str, bool, bool]:
+    """sync_status, and the receipts queued for month-end charges that went through."""
+    text, tooltip, problem, changed = sync_status(report.sync, now)
+    if report.receipts_queued:
+        receipts = f"{_count(report.receipts_queued, 'receipt')} queued"
+        text = f"{text}; {receipts}" if text else f"Payments: {receipts}"
+        tooltip = tooltip.split("\n", 1)[0] + "\n" + "\n".join(report.lines())
+        changed = True  # the Outbox has new messages
+    return text, tooltip, problem, changed
+
+
 class PaymentSync(QObject):
     """The main window's background sync; one run at a time."""
 
@@ -99,22 +113,22 @@ class PaymentSync(QObject):
         self.running = True
         session = self.session
 
-        def work(ctx: OpContext) -> FullSyncReport | None:
+        def work(ctx: OpContext) -> BatchSyncReport | None:
             try:
                 gateway = session.open_gateway(ctx.db)
             except NotConfiguredError:
                 return None  # payments by hand, or no key on this computer: nothing to ask
             try:
-                return sync_all(ctx.db, gateway)
+                return batch_sync(ctx.db, gateway)
             finally:
                 close_gateway(gateway)
 
-        def done(report: FullSyncReport | None) -> None:
+        def done(report: BatchSyncReport | None) -> None:
             self.running = False
             if report is None:
                 self.finished.emit("", "", False, False)
                 return
-            self.finished.emit(*sync_status(report))
+            self.finished.emit(*batch_sync_status(report))
 
         def failed(exc: BaseException) -> bool:
             self.running = False

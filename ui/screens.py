@@ -163,10 +163,6 @@ class ComingScreen(QWidget):
 
 
 COMING = {
-    "Month-end": "<p>One button that invoices every agreement and charges every autopay client's "
-                 "saved card or bank account through Stripe — with a preview of who is invoiced, who is "
-                 "charged and who is left out, and a clear account of every failure.</p>"
-                 "<p><i>Coming after invoicing and payments.</i></p>",
     "Reports": "<p>A/R aging, KPIs and exports for your accountant (QuickBooks, Xero, CSV).</p>"
                "<p><i>Coming after month-end.</i></p>",
 }

@@ -16,9 +16,9 @@ import enum
 import io
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mspbill.batch.retries import Failure, RetryKind, retry_decision
@@ -40,7 +40,7 @@ from mspbill.db.models import (
 )
 from mspbill.generation import plan_period
 from mspbill.invoicing import drafts_for_month
-from mspbill.money import format_amount
+from mspbill.money import format_amount, from_minor
 from mspbill.payments.charges import MINIMUM_CHARGE_CENTS
 from mspbill.payments.gateway import ProcessorMode
 from mspbill.payments.methods import method_facts, method_label
@@ -110,8 +110,8 @@ class ChargeKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Target:
-    """An invoice the run charges or leaves alone: issued (invoice_id) or still to be generated
-    (agreement_id and period_start)."""
+    """An invoice the run charges or leaves alone: issued or a draft waiting to be issued (invoice_id),
+    or still to be generated (agreement_id and period_start)."""
 
     client_id: int
     client_name: str
@@ -250,7 +250,7 @@ def _load_facts(session: Session, mode: ProcessorMode | None, client_ids: Sequen
                 ChargeAttempt.invoice_id.in_(chunk),
                 ChargeAttempt.status.in_([*IN_FLIGHT_STATUSES, ChargeAttemptStatus.DECLINED]))):
             if a.status is ChargeAttemptStatus.DECLINED:
-                failures[a.invoice_id].append(Failure(a.method_id, (a.resolved_at or a.created_at).date(),
+                failures[a.invoice_id].append(Failure(a.method_id, (a.resolved_at or a.created_at).astimezone().date(),
                                                       bool(a.decline_hard)))
             else:
                 in_flight[a.invoice_id] = a
@@ -355,7 +355,10 @@ def judge_open_invoices(session: Session, mode: ProcessorMode | None, today: dt.
     invoices = _open_invoices(session, client_ids)
     clients = {c.id: c for chunk in _chunks(sorted({i.client_id for i in invoices}))
                for c in session.scalars(select(Client).where(Client.id.in_(chunk)))}
-    facts = _load_facts(session, mode, list(clients), [i.id for i in invoices], [])
+    # An approval given in the preview names the agreement's period: it covers the invoice issued for it.
+    facts = _load_facts(session, mode, list(clients), [i.id for i in invoices],
+                        [(i.agreement_id, i.period_start) for i in invoices
+                         if i.agreement_id is not None and i.period_start is not None])
     new = set(new_invoice_ids)
     charges: list[PlannedCharge] = []
     left: list[LeftOutCharge] = []
@@ -388,7 +391,10 @@ def preview_batch(session: Session, month: Month, *, today: dt.date | None = Non
     client_ids = sorted({p.client_id for p in plan.invoices} | {d.client_id for d in drafts})
     clients = {c.id: c for chunk in _chunks(client_ids) for c in session.scalars(select(Client).where(Client.id.in_(chunk)))}
     credits = credit_balances(session, client_ids, positive_only=True)
-    # Issue order (generation's, then the waiting drafts) decides which invoice a client's credit goes to.
+    # Issue order decides which invoice a client's credit goes to: the run issues a client's drafts by
+    # title, then id (invoicing.drafts_for_month), and a waiting draft's id is older than any generated
+    # now.  (Generation's order, then the waiting drafts, gave the credit to another invoice than the run.)
+    staged: list[tuple[tuple[str, int, int], Target, Client]] = []
     new_targets: list[tuple[Target, Client]] = []
 
     def after_credit(client_id: int, total: int) -> int:
@@ -396,21 +402,26 @@ def preview_batch(session: Session, month: Month, *, today: dt.date | None = Non
         credits[client_id] = credits.get(client_id, 0) - used
         return total - used
 
-    for p in plan.invoices:
+    for n, p in enumerate(plan.invoices):
         client = clients[p.client_id]
         preview.invoices.append(InvoiceToIssue(p.client_id, p.client_name, p.title, p.totals.total_cents, p.currency,
                                                client.autopay, None, p.notes))
-        new_targets.append((Target(p.client_id, p.client_name, None, p.title, p.agreement_id, p.period_start,
-                                   after_credit(p.client_id, p.totals.total_cents), p.currency), client))
+        staged.append(((p.title, 1, n), Target(p.client_id, p.client_name, None, p.title, p.agreement_id,
+                                               p.period_start, p.totals.total_cents, p.currency), client))
     for d in drafts:
         client = clients[d.client_id]
         preview.invoices.append(InvoiceToIssue(d.client_id, client.legal_name, d.title, d.total_cents, d.currency,
                                                client.autopay, d.id, "draft waiting"))
-        new_targets.append((Target(d.client_id, client.legal_name, None, d.title, d.agreement_id, d.period_start,
-                                   after_credit(d.client_id, d.total_cents), d.currency), client))
+        # A waiting draft exists: its id names it (an instalment has no agreement period to approve ahead by,
+        # and an approval of the draft's id covers the invoice it becomes).
+        staged.append(((d.title, 0, d.id), Target(d.client_id, client.legal_name, d.id, d.title, d.agreement_id,
+                                                  d.period_start, d.total_cents, d.currency), client))
+    for _, t, client in sorted(staged, key=lambda e: e[0]):
+        new_targets.append((replace(t, amount_cents=after_credit(t.client_id, t.amount_cents)), client))
     schedule = retry_schedule(session)
-    facts = _load_facts(session, mode, client_ids, [], [(t.agreement_id, t.period_start) for t, _ in new_targets
-                                                        if t.agreement_id is not None and t.period_start is not None])
+    facts = _load_facts(session, mode, client_ids, [d.id for d in drafts],
+                        [(t.agreement_id, t.period_start) for t, _ in new_targets
+                         if t.agreement_id is not None and t.period_start is not None])
     for t, client in new_targets:
         verdict = _judge(t, client, ChargeKind.NEW, mode, facts, schedule, today)
         if isinstance(verdict, PlannedCharge):
@@ -455,15 +466,6 @@ def approve_over_cap(session: Session, target: Target) -> ChargeApproval:
     return existing
 
 
-def approval_for(session: Session, inv: Invoice) -> int | None:
-    """The amount up to which `inv` may be charged above its client's cap, if approved."""
-    row = session.scalar(select(ChargeApproval).where(or_(
-        ChargeApproval.invoice_id == inv.id,
-        and_(ChargeApproval.agreement_id == inv.agreement_id, ChargeApproval.period_start == inv.period_start,
-             ChargeApproval.agreement_id.is_not(None)))).order_by(ChargeApproval.id.desc()).limit(1))
-    return row.amount_cents if row is not None else None
-
-
 # --- CSV ----------------------------------------------------------------------------
 
 CSV_HEADERS = ["Section", "Client", "Invoice", "Amount", "Currency", "Method", "Mode", "What happens", "Reason",
@@ -481,23 +483,23 @@ def preview_csv(preview: BatchPreview) -> str:
     writer.writerow(CSV_HEADERS)
     mode = preview.mode.label if preview.mode else "No processor"
 
-    def money(cents: int) -> str:
-        sign = "-" if cents < 0 else ""
-        return f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"
+    def row(section: str, client: str, number: str, cents: int, currency: str, *rest: str) -> list[str]:
+        # The amount is ours, a plain number in the currency's own units (JPY has none after the point);
+        # through _cell a negative one became the text "'-12.50".
+        return [_cell(section), _cell(client), _cell(number), f"{from_minor(cents, currency):f}",
+                *(_cell(x) for x in (currency, *rest))]
 
     for inv in preview.invoices:
-        writer.writerow([_cell(x) for x in ("Invoice to issue", inv.client_name, inv.title, money(inv.total_cents),
-                                            inv.currency, "", "", "Autopay" if inv.autopay else "E-mailed",
-                                            inv.notes, "")])
+        writer.writerow(row("Invoice to issue", inv.client_name, inv.title, inv.total_cents, inv.currency, "", "",
+                            "Autopay" if inv.autopay else "E-mailed", inv.notes, ""))
     for c in preview.charges:
         what = {ChargeKind.NEW: "Charge", ChargeKind.OPEN: "Charge (earlier invoice)",
                 ChargeKind.RETRY: f"Retry {c.retry_number}"}[c.kind]
-        writer.writerow([_cell(x) for x in ("Charge", c.target.client_name, c.target.number,
-                                            money(c.target.amount_cents), c.target.currency, c.method_label, mode,
-                                            what, "Above cap, approved" if c.over_cap_approved else "", "")])
+        writer.writerow(row("Charge", c.target.client_name, c.target.number, c.target.amount_cents,
+                            c.target.currency, c.method_label, mode, what,
+                            "Above cap, approved" if c.over_cap_approved else "", ""))
     for lo in preview.left_out:
-        writer.writerow([_cell(x) for x in ("Left out", lo.target.client_name, lo.target.number,
-                                            money(lo.target.amount_cents), lo.target.currency, lo.method_label, mode,
-                                            lo.reason.label, lo.detail,
-                                            lo.next_retry_on.isoformat() if lo.next_retry_on else "")])
+        writer.writerow(row("Left out", lo.target.client_name, lo.target.number, lo.target.amount_cents,
+                            lo.target.currency, lo.method_label, mode, lo.reason.label, lo.detail,
+                            lo.next_retry_on.isoformat() if lo.next_retry_on else ""))
     return out.getvalue()

@@ -23,6 +23,7 @@ mode's request limit, from a bounded pool of threads.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
@@ -55,7 +56,6 @@ from mspbill.batch.plan import (
 from mspbill.batch.retries import Failure, next_retry_after_failure
 from mspbill.batch.settings import batch_settings
 from mspbill.batch.throttle import (
-    Cancelled,
     ThrottledGateway,
     TokenBucket,
     effective_rate,
@@ -92,7 +92,9 @@ from mspbill.payments.gateway import (
     PermissionDenied,
     ProcessorError,
     ProcessorMode,
+    ProcessorUnavailable,
     RateLimited,
+    decline_reason_text,
 )
 from mspbill.payments.processor import to_db_mode
 from mspbill.periods import Month
@@ -229,8 +231,17 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# The runs going on in this process, by (id, started_at).  A `running` row of this very process that is
+# not among them belongs to a run that ended without recording it (the database stayed locked past its
+# end): its pid is alive (ours), so only the 90 s heartbeat rule freed it, and meanwhile this window was
+# told "a run is already under way on this computer".
+_LIVE_RUNS: set[tuple[int, dt.datetime]] = set()
+
+
 def _run_is_dead(run: BatchRun, now: dt.datetime) -> bool:
     if run.host == socket.gethostname() and run.pid != os.getpid() and not _pid_alive(run.pid):
+        return True
+    if run.host == socket.gethostname() and run.pid == os.getpid() and (run.id, run.started_at) not in _LIVE_RUNS:
         return True
     return now - run.heartbeat_at > HEARTBEAT_STALE
 
@@ -238,11 +249,12 @@ def _run_is_dead(run: BatchRun, now: dt.datetime) -> bool:
 def _busy_text(run: BatchRun) -> str:
     label = Month(int(run.period[:4]), int(run.period[5:])).label
     local = run.started_at.astimezone()
-    where = "this computer" if run.host == socket.gethostname() else run.host or "another workstation"
+    here = run.host == socket.gethostname()
+    where = "this computer (another window or program)" if here else run.host or "another workstation"
+    tail = ("" if here else f" If that computer was switched off or lost its connection, a new run here takes "
+                            f"over {int(HEARTBEAT_STALE.total_seconds())} seconds after it last checked in.")
     return (f"A month-end run for {label} is already under way on {where} (started {local:%Y-%m-%d %H:%M} by "
-            f"{run.actor or 'someone'}). Wait for it to finish; its result shows under Month-end. If that "
-            f"computer is off, this one takes over {int(HEARTBEAT_STALE.total_seconds())} seconds after it "
-            "last checked in.")
+            f"{run.actor or 'someone'}). Wait for it to finish; its result shows under Month-end.{tail}")
 
 
 def running_run(session: Session) -> BatchRun | None:
@@ -274,7 +286,16 @@ def acquire_run(db: Database, month: Month, mode: ProcessorMode | None, now: dt.
             audit.record(s, "batch.started", "batch_run", run.id,
                          f"Month-end run for {month.label} started ({mode.label if mode else 'no processor'})"
                          + (f"; took over interrupted run {taken_over}" if taken_over else ""))
+            _LIVE_RUNS.add((run.id, run.started_at))  # until _finish
             return run.id, taken_over
+    except OperationalError as exc:
+        if "locked" not in str(exc.orig).lower():
+            raise
+        from mspbill.db.schema import DatabaseLockedError
+
+        raise DatabaseLockedError(f"The database {db.describe()} stayed locked by another program or workstation; "
+                                  "the month-end run did not start and nothing changed. Try again in a "
+                                  "moment.") from None
     except IntegrityError:
         # Another process took the lock between our check and our insert (PostgreSQL).
         with db.session() as s:
@@ -344,6 +365,10 @@ class _Charger:
         self.attempt_ids: list[int] = []
         self.skipped: list[str] = []
         self.not_started = 0
+        # SQLite has one writer at a time: the pool's threads wait their turn here, woken at once, rather
+        # than in SQLite's busy handler, which polls (sleeping up to 100 ms) and gave up after its 5 s
+        # timeout ("database is locked": not charged, or a charge made but not recorded) in a 64-thread run.
+        self.write_lock: Any = threading.Lock() if db.is_sqlite else contextlib.nullcontext()
 
     def _halt(self, reason: str) -> None:
         with self.tally.lock:
@@ -381,14 +406,10 @@ class _Charger:
             self.not_started += 1
             return
         try:
-            self.bucket.acquire(self.stop)
-        except Cancelled:
-            self.not_started += 1
-            return
-        try:
-            attempt_id, request = start_attempt(self.db, self.gateway, item.target.invoice_id, origin="batch",
-                                                approve_over_cap=item.over_cap_approved, batch_run_id=self.run_id,
-                                                guard=_guard(self.run_id))
+            with self.write_lock:
+                attempt_id, request = start_attempt(self.db, self.gateway, item.target.invoice_id, origin="batch",
+                                                    approve_over_cap=item.over_cap_approved,
+                                                    batch_run_id=self.run_id, guard=_guard(self.run_id))
         except BatchStopped as exc:
             self._halt(str(exc))
             self.not_started += 1
@@ -419,41 +440,54 @@ class _Charger:
     def _send(self, attempt_id: int, request: ChargeRequest, written: dt.datetime) -> tuple[ChargeOutcome, bool]:
         rate_limited = unavailable = 0
         while True:
+            # The token for this very request, taken after the attempt is written (an attempt written is in
+            # flight: it is sent even if the run is cancelled meanwhile): the processor then sees the bucket's
+            # pace.  Taken before the write, a write that waited bunched the requests behind it into 429s.
+            self.bucket.acquire(None)
             if utcnow() - written > STALE_PENDING:
                 # The computer slept between writing the attempt and sending it; another run may have
                 # resolved it meanwhile.  Leave it to resolution (same key) rather than send it now.
-                return record_result(self.db, attempt_id, ChargeResult(
-                    status=ChargeStatus.UNKNOWN, message="Not sent: the run was paused (the computer slept?); "
-                                                         "mspbill finds out before charging again.")), False
+                with self.write_lock:
+                    return record_result(self.db, attempt_id, ChargeResult(
+                        status=ChargeStatus.UNKNOWN, message="Not sent: the run was paused (the computer slept?); "
+                                                             "mspbill finds out before charging again.")), False
             try:
                 result = self.gateway.charge(request)
             except RateLimited as exc:
                 rate_limited += 1
                 self.bucket.slow_down()
                 if rate_limited >= RATE_LIMIT_TRIES:
-                    return record_not_charged(self.db, attempt_id, "The processor kept asking mspbill to slow "
-                                                                   "down (429); nothing was charged. The next run "
-                                                                   "charges it.", code=exc.code), True
+                    with self.write_lock:
+                        return record_not_charged(self.db, attempt_id, "The processor kept asking mspbill to slow "
+                                                                       "down (429); nothing was charged. The next run "
+                                                                       "charges it.", code=exc.code), True
                 self.sleep(min(max(exc.retry_after, 0.5) * rate_limited, 10.0))
-                self.bucket.acquire(None)
                 continue
             except (AuthenticationFailed, PermissionDenied) as exc:
                 self._halt(f"The processor refused the key: {exc.message} The run stopped; nothing more was "
                            "charged. Fix the key in Settings → Payments and run again.")
-                return record_not_charged(self.db, attempt_id, exc.message, code=exc.code), True
+                with self.write_lock:
+                    return record_not_charged(self.db, attempt_id, exc.message, code=exc.code), True
             except ProcessorError as exc:
+                if exc.nothing_happened and not isinstance(exc, ProcessorUnavailable):
+                    # A refusal (customer deleted in the dashboard, method detached, bad request): an
+                    # answer, not an outage.  It was asked twice more after 2 + 4 s and counted towards the
+                    # circuit breaker, so eight such clients in a row stopped the run.
+                    with self.write_lock:
+                        return record_not_charged(self.db, attempt_id, exc.message, code=exc.code), False
                 if exc.nothing_happened:
                     unavailable += 1
                     if unavailable < UNAVAILABLE_TRIES and not self.stop.is_set():
                         self.sleep(min(2.0 ** unavailable, 8.0))
-                        self.bucket.acquire(None)
                         continue
-                    return record_not_charged(self.db, attempt_id, exc.message, code=exc.code), True
+                    with self.write_lock:
+                        return record_not_charged(self.db, attempt_id, exc.message, code=exc.code), True
                 result = ChargeResult(status=ChargeStatus.UNKNOWN, message=exc.message)
             except Exception as exc:  # a bug or an unexpected library error: the charge may have been made
                 log.exception("batch charge attempt %s raised", attempt_id)
                 result = ChargeResult(status=ChargeStatus.UNKNOWN, message=f"{type(exc).__name__}: {exc}")
-            outcome = record_result(self.db, attempt_id, result)
+            with self.write_lock:
+                outcome = record_result(self.db, attempt_id, result)
             return outcome, outcome.status is ChargeAttemptStatus.UNKNOWN
 
 
@@ -558,7 +592,12 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
                 report_extra["problems"] += [f"Finding out: {e}" for e in sync.errors]
             # 6. Clients whose method was declined for good get a new setup link.
             if options.setup_links and throttled is not None and not lost.is_set():
-                report_extra["setup_links"] = _send_setup_links(db, throttled, run_id, report_extra["problems"])
+                report_extra["setup_links"] = _send_setup_links(db, throttled, run_id, report_extra["problems"],
+                                                                taken_over)
+        elif stop.is_set():
+            # Cancelled (or the lock lost) before the first charge: every charge is left for the next run
+            # (the report said "0 were not started").
+            report_extra["not_started"] = len(charges)
         if lost.is_set():
             raise BatchStopped("This run lost the month-end lock (another run took over while this computer was "
                                "asleep or busy); the other run carries on.")
@@ -583,6 +622,12 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
         status, message = BatchRunStatus.STOPPED, _fault_text(exc)
         _finish(db, run_id, status, message, report_extra, tally, mail, lost.is_set())
         heartbeat.done.set()
+        if isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower():
+            # Say it as acquire_run does (the CLI and the window show a DatabaseOpenError's sentence);
+            # the raw "(sqlite3.OperationalError) database is locked" read as a crash.
+            from mspbill.db.schema import DatabaseLockedError
+
+            raise DatabaseLockedError(message) from exc
         raise
     finally:
         heartbeat.done.set()
@@ -656,32 +701,62 @@ def _unknown_invoices(db: Database, run_id: int) -> list[int]:
             ChargeAttempt.status.in_([ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.PENDING]))))
 
 
-def _send_setup_links(db: Database, gateway: Gateway, run_id: int, problems: list[str]) -> list[str]:
+def _send_setup_links(db: Database, gateway: Gateway, run_id: int, problems: list[str],
+                      taken_over: int | None = None) -> list[str]:
+    with db.session() as s:
+        # The runs this one resumed too: one killed before this step declined them.
+        run_ids = _period_run_ids(s, run_id, taken_over)
+        declined = select(ChargeAttempt).where(ChargeAttempt.batch_run_id.in_(run_ids))
+        return ask_for_new_methods(db, gateway, _hard_declines(s, declined), problems)
+
+
+def _hard_declines(s: Session, attempts: Any) -> dict[int, dt.datetime]:
+    """client id -> when its method was (last) declined for good, among `attempts` (a select)."""
+    out: dict[int, dt.datetime] = {}
+    for a in s.scalars(attempts.where(ChargeAttempt.status == ChargeAttemptStatus.DECLINED,
+                                      ChargeAttempt.decline_hard.is_(True))):
+        when = a.resolved_at or a.created_at
+        out[a.client_id] = max(out.get(a.client_id, when), when)
+    return out
+
+
+def ask_for_new_methods(db: Database, gateway: Gateway, declined_at: dict[int, dt.datetime],
+                        problems: list[str]) -> list[str]:
+    """One new payment setup link, e-mailed, per client whose method was declined for good.
+
+    Once per decline: a client who was sent a link after it is not sent another (a link that
+    expired unused is the office's to follow up), unless that link is still open and was never
+    e-mailed (a run stopped in between): then it is e-mailed now.  Names of the clients asked."""
+    from mspbill.batch.emails import mail_configured
     from mspbill.payments.methods import create_setup_link, queue_setup_link_email
 
+    if not declined_at:
+        return []
+    now = utcnow()
     with db.session() as s:
-        client_ids = sorted(set(s.scalars(select(ChargeAttempt.client_id).where(
-            ChargeAttempt.batch_run_id == run_id, ChargeAttempt.status == ChargeAttemptStatus.DECLINED,
-            ChargeAttempt.decline_hard.is_(True)))))
-        open_links = set(s.scalars(select(SetupLink.client_id).where(
-            SetupLink.client_id.in_(client_ids), SetupLink.mode == to_db_mode(gateway.mode),
-            SetupLink.status == SetupLinkStatus.OPEN, SetupLink.expires_at > utcnow())))
-        names = {c.id: c.legal_name for c in s.scalars(select(Client).where(Client.id.in_(client_ids)))}
-    sent: list[str] = []
-    for client_id in client_ids:
-        if client_id in open_links:
+        links: dict[int, list[SetupLink]] = {}
+        for link in s.scalars(select(SetupLink).where(SetupLink.client_id.in_(list(declined_at)),
+                                                      SetupLink.mode == to_db_mode(gateway.mode))):
+            links.setdefault(link.client_id, []).append(link)
+        names = {c.id: c.legal_name for c in s.scalars(select(Client).where(Client.id.in_(list(declined_at))))}
+        can_mail = mail_configured(s)
+    asked: list[str] = []
+    for client_id, when in sorted(declined_at.items()):
+        name = names.get(client_id, str(client_id))
+        since = [ln for ln in links.get(client_id, []) if ln.created_at >= when]
+        unsent = [ln for ln in since if ln.status is SetupLinkStatus.OPEN and ln.expires_at > now and not ln.sent_to]
+        if since and not (unsent and can_mail):
             continue
         try:
-            link = create_setup_link(db, gateway, client_id)
+            link_id = unsent[0].id if unsent else create_setup_link(db, gateway, client_id).link_id
             with db.write_session() as s, s.begin():
-                queue_setup_link_email(s, link.link_id)
-            sent.append(names.get(client_id, str(client_id)))
+                queue_setup_link_email(s, link_id)
+            asked.append(name)
         except ValidationError as exc:
-            problems.append(f"New setup link for {names.get(client_id)}: created, not e-mailed — "
-                            f"{exc.issues[0].message}")
+            problems.append(f"New setup link for {name}: created, not e-mailed — {exc.issues[0].message}")
         except ProcessorError as exc:
-            problems.append(f"New setup link for {names.get(client_id)}: {exc.message}")
-    return sent
+            problems.append(f"New setup link for {name}: {exc.message}")
+    return asked
 
 
 def _period_run_ids(s: Session, run_id: int, taken_over: int | None) -> list[int]:
@@ -731,9 +806,21 @@ def _finish(db: Database, run_id: int, status: BatchRunStatus, message: str, ext
                          f"{tally.unknown} unknown" + (f" — {message}" if message else ""))
     except SQLAlchemyError:
         log.exception("could not record the end of batch run %s", run_id)
+    finally:
+        for live in [r for r in _LIVE_RUNS if r[0] == run_id]:
+            _LIVE_RUNS.discard(live)  # this process no longer runs it, whatever its row says
 
 
 # --- reading a run back --------------------------------------------------------------
+
+
+def _line_message(a: ChargeAttempt) -> str:
+    if a.status is not ChargeAttemptStatus.DECLINED or not a.decline_code:
+        return a.message
+    # The bank's reason in words ("the card was reported lost"), then the processor's own sentence.
+    reason = decline_reason_text(a.decline_code)
+    said = a.message.strip().rstrip(".")
+    return f"{reason[:1].upper()}{reason[1:]}" + (f" (“{said}”)." if said else ".")
 
 
 def run_report(session: Session, run_id: int) -> BatchReport:
@@ -759,7 +846,7 @@ def run_report(session: Session, run_id: int) -> BatchReport:
         for a in session.scalars(select(ChargeAttempt).where(ChargeAttempt.invoice_id.in_(declined_ids),
                                                              ChargeAttempt.status == ChargeAttemptStatus.DECLINED)):
             failures.setdefault(a.invoice_id, []).append(
-                Failure(a.method_id, (a.resolved_at or a.created_at).date(), bool(a.decline_hard)))
+                Failure(a.method_id, (a.resolved_at or a.created_at).astimezone().date(), bool(a.decline_hard)))
     schedule = retry_schedule(session)
     status_names = {ChargeAttemptStatus.SUCCEEDED: "succeeded", ChargeAttemptStatus.PROCESSING: "processing",
                     ChargeAttemptStatus.DECLINED: "failed", ChargeAttemptStatus.UNKNOWN: "unknown",
@@ -772,7 +859,7 @@ def run_report(session: Session, run_id: int) -> BatchReport:
             next_retry = next_retry_after_failure(failures.get(a.invoice_id, []), a.method_id, schedule)
         lines.append(ChargeLine(a.invoice_id, (inv.number if inv else None) or "", a.client_id,
                                 clients.get(a.client_id, ""), a.amount_cents, a.currency, a.method_label,
-                                status_names[a.status], a.message, bool(a.decline_hard), next_retry))
+                                status_names[a.status], _line_message(a), bool(a.decline_hard), next_retry))
     lines.sort(key=lambda ln: (ln.client_name.casefold(), ln.invoice_number))
     mail = MailReport(receipts=summary.get("receipts_queued", 0), invoices=summary.get("invoices_queued", 0),
                       not_configured=summary.get("mail_not_configured", False))
@@ -818,9 +905,14 @@ def preview(db: Database, month: Month, today: dt.date | None = None) -> BatchPr
 class BatchSyncReport:
     sync: Any                     # payments.sync.FullSyncReport
     receipts_queued: int = 0
+    setup_links_sent: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out: list[str] = self.sync.lines()
+        if (self.setup_links_sent or self.receipts_queued) and out[-1] == "Nothing new.":
+            out.pop()
+        for name in self.setup_links_sent:
+            out.append(f"Declined for good — a new payment setup link was e-mailed to {name}")
         if self.receipts_queued:
             out.append(f"{self.receipts_queued} receipt(s) queued for charges that went through")
         return out
@@ -838,6 +930,14 @@ def batch_sync(db: Database, gateway: Gateway, now: dt.datetime | None = None) -
 
     now = now or utcnow()
     report = BatchSyncReport(sync_all(db, gateway, now))
+    # A hard decline found out only now (a debit that bounced, an unknown outcome resolved): ask too.
+    with db.session() as s:
+        declined = _hard_declines(s, select(ChargeAttempt).where(
+            ChargeAttempt.origin == "batch", ChargeAttempt.mode == to_db_mode(gateway.mode),
+            ChargeAttempt.resolved_at >= now - RECEIPT_WINDOW))
+    problems: list[str] = []
+    report.setup_links_sent = ask_for_new_methods(db, gateway, declined, problems)
+    report.sync.errors.extend(problems)
     with db.write_session() as s, s.begin():
         if not mail_configured(s):
             return report

@@ -66,7 +66,9 @@ class TokenBucket:
         with self._lock:
             now = self._clock()
             self._refill(now)
-            self.rate = max(1.0, self.rate / 2)
+            # Never below one a second after repeated 429s -- unless the bucket's own rate is
+            # already that slow: max(1.0, …) alone sped a 0.5/s bucket up to 1/s, for good.
+            self.rate = max(min(1.0, self.base_rate / 2), self.rate / 2)
             self._tokens = min(self._tokens, 0.0)
             self._slow_until = now + seconds
 
