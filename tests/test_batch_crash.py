@@ -251,7 +251,9 @@ def test_killed_runs_never_charge_twice_and_the_records_match_the_ledger(office:
     try:
         while sum(s.killed for s in spawns) < KILLS or plan:
             assert len(spawns) < 40, f"too many runs finished before their kill: {spawns}"
-            trigger = plan.pop(0) if plan else rng.choice(["charging", "late"])
+            # Plan used up and kills still short (some runs finished before their moment): kill the next
+            # ones while they start, back up or generate -- moments that exist even with nothing to charge.
+            trigger = plan.pop(0) if plan else rng.choice(["startup", "early"])
             spawn = _kill_when(office, watch, len(spawns) + 1, trigger, rng, faulty_env(PLAN_SEED + len(spawns)),
                                logs)
             spawns.append(spawn)
@@ -526,12 +528,14 @@ def test_a_run_that_slept_is_taken_over_and_charges_nothing_after_it_wakes(
         attempts_before = watch.attempts_of(sleeper_run)
     finally:
         watch.close()
-    # Five minutes pass (the laptop's lid is closed): its heartbeat is that old.
+    # Five minutes pass (the laptop's lid is closed): its heartbeat is that old.  The sleeper is
+    # another computer as far as the next run is concerned (on the same computer a live process
+    # id keeps its lock, whatever the heartbeat says).
     db = office.open_db()
     try:
         with db.write_session() as s, s.begin():
             s.execute(update(BatchRun).where(BatchRun.id == sleeper_run)
-                      .values(heartbeat_at=utcnow() - dt.timedelta(minutes=5)))
+                      .values(heartbeat_at=utcnow() - dt.timedelta(minutes=5), host="sales-laptop"))
     finally:
         db.dispose()
 

@@ -240,7 +240,9 @@ def test_every_reason_to_leave_an_autopay_invoice_out_is_given(office: Office, s
     assert lo.detail.startswith("Declined 4 times since")
 
     # Summary and totals leave the covered invoice's zero out of nothing.
-    assert f"{len(preview.left_out)} left out" in preview.summary()
+    # Those who pay by invoice are e-mailed as usual: counted apart from the autopay invoices left out.
+    assert (f"1 pay by invoice (e-mailed); {len(preview.left_out) - 1} autopay invoice(s) left out"
+            in preview.summary())
     assert preview.left_out_totals()["USD"] == sum(
         lo.target.amount_cents for lo in preview.left_out if lo.reason is not LeftOutReason.PAID_BY_CREDIT)
 
@@ -481,7 +483,7 @@ def test_a_period_with_nothing_to_do_says_so(office: Office) -> None:
     preview = office.preview()
     assert preview.nothing_to_do
     assert preview.summary() == (f"Nothing to do for {MONTH.label}: no invoice to issue and no charge due "
-                                 "(1 autopay invoice(s) left out, listed below).")
+                                 "(1 invoice(s) left out, with the reasons).")
 
 
 @pytest.mark.parametrize("shift", [-1, 0, 1])

@@ -149,3 +149,13 @@ def test_the_next_retry_after_a_failure_is_dated_from_the_first() -> None:
     assert next_retry_after_failure([_soft(0)], CARD, DEFAULT_RETRY_DAYS) == _day(3)
     assert next_retry_after_failure([_soft(0), _soft(3)], CARD, DEFAULT_RETRY_DAYS) == _day(5)
     assert next_retry_after_failure([_soft(0), _soft(3), _soft(5), _soft(7)], CARD, DEFAULT_RETRY_DAYS) is None
+
+
+def test_a_retry_made_late_is_not_followed_by_another_the_same_day() -> None:
+    """First failure on day 0, the first retry (due day 3) only made on day 8 (the computer was off):
+    the second (due day 5) comes the day after, not again on day 8."""
+    failures = [_soft(0), _soft(8)]
+    assert retry_decision(failures, CARD, (3, 5, 7), _day(8)).kind is RetryKind.WAITING
+    decision = retry_decision(failures, CARD, (3, 5, 7), _day(9))
+    assert (decision.kind, decision.next_on) == (RetryKind.DUE, _day(9))
+    assert next_retry_after_failure(failures, CARD, (3, 5, 7)) == _day(9)

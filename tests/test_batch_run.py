@@ -8,11 +8,13 @@ The office is built by tests/test_batch_plan.py's helpers."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +29,8 @@ from mspbill.batch import run as run_module
 from mspbill.batch.emails import KIND_RECEIPT
 from mspbill.batch.plan import LeftOutReason, approve_over_cap
 from mspbill.batch.run import (
+    HEARTBEAT_STALE,
+    SEND_DEADLINE,
     BatchBusyError,
     BatchProgress,
     BatchReport,
@@ -46,6 +50,7 @@ from mspbill.db.models import (
     BatchRunStatus,
     ChargeAttempt,
     ChargeAttemptStatus,
+    Client,
     Invoice,
     InvoiceStatus,
     OutboxMessage,
@@ -58,7 +63,7 @@ from mspbill.db.models import (
 )
 from mspbill.db.schema import DatabaseOpenError
 from mspbill.mail.outbox import KIND_INVOICE
-from mspbill.payments.charges import STALE_PENDING, start_attempt, sync_charges
+from mspbill.payments.charges import start_attempt, sync_charges
 from mspbill.payments.gateway import (
     AuthenticationFailed,
     ChargeRequest,
@@ -655,7 +660,7 @@ def test_a_run_under_way_refuses_a_second_one(office: Office) -> None:
         s.execute(update(BatchRun).values(host="frontdesk-pc", pid=4242))
     with pytest.raises(BatchBusyError, match="already under way on frontdesk-pc") as caught:
         run(office)
-    assert "takes over 90 seconds after it last checked in" in str(caught.value)
+    assert "takes over 180 seconds after it last checked in" in str(caught.value)
     with office.db.session() as s:
         assert len(s.scalars(select(BatchRun)).all()) == 1
     assert issued_count(office.db) == 0 and office.sandbox.ledger_charges() == []
@@ -708,7 +713,7 @@ def test_a_run_elsewhere_that_stopped_checking_in_is_taken_over(office: Office) 
     dead_run, attempt_id, invoice_id = _crashed_run(office, charged_at_processor=False)
     with office.db.write_session() as s, s.begin():
         s.execute(update(BatchRun).where(BatchRun.id == dead_run).values(
-            host="frontdesk-pc", pid=4242, heartbeat_at=utcnow() - dt.timedelta(seconds=91)))
+            host="frontdesk-pc", pid=4242, heartbeat_at=utcnow() - HEARTBEAT_STALE - dt.timedelta(seconds=1)))
     report = run(office)
     assert report.resumed_run_id == dead_run
     assert run_row(office.db, dead_run).status is BatchRunStatus.INTERRUPTED
@@ -734,14 +739,16 @@ def test_an_attempt_that_waited_too_long_is_not_sent_by_its_run(office: Office) 
     attempt_id, request = start_attempt(office.db, office.sandbox, invoice_id, origin="batch", batch_run_id=run_id)
     charger = _Charger(office.db, office.sandbox, TokenBucket(100), run_id, threading.Event(), _Tally(),
                        lambda: None)
-    outcome, fault = charger._send(attempt_id, request, utcnow() - STALE_PENDING - dt.timedelta(seconds=1))
+    late = SEND_DEADLINE + dt.timedelta(seconds=1)
+    outcome, fault = charger._send(attempt_id, request, (utcnow() - late, time.monotonic() - late.total_seconds()))
     assert outcome.status is ChargeAttemptStatus.UNKNOWN and not fault
     assert outcome.message.startswith("No clear answer from the processor")
     assert office.sandbox.ledger_charges() == []
     # Just in time, it is sent.
     invoice_2 = office.open_invoice(cid)
     attempt_2, request_2 = start_attempt(office.db, office.sandbox, invoice_2, origin="batch", batch_run_id=run_id)
-    outcome_2, _ = charger._send(attempt_2, request_2, utcnow() - STALE_PENDING + dt.timedelta(seconds=30))
+    in_time = SEND_DEADLINE - dt.timedelta(seconds=10)
+    outcome_2, _ = charger._send(attempt_2, request_2, (utcnow() - in_time, time.monotonic() - in_time.total_seconds()))
     assert outcome_2.status is ChargeAttemptStatus.SUCCEEDED
     # The one left unknown is found out later, charged once with its own key.
     sync_charges(office.db, office.sandbox, idle_run_ids={run_id})
@@ -896,3 +903,59 @@ def test_a_setup_link_made_while_mail_was_off_is_e_mailed_once_mail_is_set_up(of
         assert [ln.id for ln in s.scalars(select(SetupLink).where(SetupLink.client_id == cid))] == [link.id]
     assert [(m.kind, m.client_id) for m in outbox(db)] == [(KIND_SETUP_LINK, cid)]
     assert batch_sync(db, office.sandbox).setup_links_sent == []
+
+
+# --- never "not charged" while a request with the key may still succeed -------------------------
+
+
+def test_a_replay_that_is_rate_limited_stays_unknown_and_is_never_charged_with_a_new_key(office: Office) -> None:
+    """A run took over a dead one; its replay of the dead run's key gets a 429.  Marking the attempt
+    "not charged" would let a new key charge the invoice while the first request may still land."""
+    good_clients(office, 1)
+    dead_run, attempt_id, invoice_id = _crashed_run(office, charged_at_processor=False)
+    with office.db.write_session() as s, s.begin():
+        s.execute(update(BatchRun).where(BatchRun.id == dead_run).values(pid=_dead_pid()))
+    office.sandbox.inject_failure("charge", "rate_limit", count=1)
+    report = run(office)
+    with office.db.session() as s:
+        attempts = list(s.scalars(select(ChargeAttempt).where(ChargeAttempt.invoice_id == invoice_id)))
+    # Found out at the end of the same run (the same key again), or still unknown: never a second key.
+    assert [a.id for a in attempts] == [attempt_id]
+    assert attempts[0].status in (ChargeAttemptStatus.UNKNOWN, ChargeAttemptStatus.SUCCEEDED)
+    sync_charges(office.db, office.sandbox, idle_run_ids={report.run_id})
+    assert sorted(invoices_charged(office.sandbox).values()) == [1]
+    assert ledger_problems(office.db, office.sandbox) == []
+
+
+def test_an_attempt_never_sent_is_not_sent_once_the_client_left_autopay(office: Office) -> None:
+    [cid] = good_clients(office, 1)
+    dead_run, attempt_id, _ = _crashed_run(office, charged_at_processor=False)
+    with office.db.write_session() as s, s.begin():
+        s.execute(update(BatchRun).where(BatchRun.id == dead_run).values(pid=_dead_pid()))
+        s.get(Client, cid).autopay = False  # type: ignore[union-attr]
+    report = run(office)
+    with office.db.session() as s:
+        attempt = s.get(ChargeAttempt, attempt_id)
+    assert attempt is not None and attempt.status is ChargeAttemptStatus.NOT_CHARGED
+    assert attempt.message == "Not sent: the client is no longer on autopay."
+    assert office.sandbox.ledger_charges() == [] and report.by_status("succeeded") == []
+
+
+def test_an_idempotency_conflict_is_an_unknown_outcome_not_a_refusal(office: Office) -> None:
+    [cid] = good_clients(office, 1)
+    generate(office.db, MONTH)
+    issue(office.db, MONTH, TODAY)
+    run_id, _ = acquire_run(office.db, MONTH, ProcessorMode.SANDBOX)
+    with office.db.session() as s:
+        invoice_id = s.scalars(select(Invoice.id).where(Invoice.client_id == cid)).one()
+    attempt_id, request = start_attempt(office.db, office.sandbox, invoice_id, origin="batch", batch_run_id=run_id)
+    office.sandbox.charge(request)  # the same key, first with these parameters...
+    clash = dataclasses.replace(request, amount_cents=request.amount_cents + 1)  # ...then with others
+    charger = _Charger(office.db, office.sandbox, TokenBucket(100), run_id, threading.Event(), _Tally(),
+                       lambda: None)
+    outcome, _ = charger._send(attempt_id, clash, (utcnow(), time.monotonic()))
+    assert outcome is not None and outcome.status is ChargeAttemptStatus.UNKNOWN
+    sync_charges(office.db, office.sandbox, idle_run_ids={run_id})
+    with office.db.session() as s:
+        assert s.get(ChargeAttempt, attempt_id).status is ChargeAttemptStatus.SUCCEEDED  # type: ignore[union-attr]
+    assert ledger_problems(office.db, office.sandbox) == []

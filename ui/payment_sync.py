@@ -16,7 +16,7 @@ import logging
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from mspbill.batch.run import BatchSyncReport, batch_sync
+from mspbill.batch.run import BatchBusyError, BatchSyncReport, batch_sync
 from mspbill.payments.gateway import BRAND_NAMES, NotConfiguredError
 from mspbill.payments.sync import FullSyncReport
 from ui.ops import OpContext, Ops
@@ -120,6 +120,8 @@ class PaymentSync(QObject):
                 return None  # payments by hand, or no key on this computer: nothing to ask
             try:
                 return batch_sync(ctx.db, gateway)
+            except BatchBusyError:
+                return None  # a month-end run is under way: it resolves and settles its own
             finally:
                 close_gateway(gateway)
 

@@ -102,6 +102,10 @@ _REASON_LABELS = {
 }
 
 
+# Reasons that need nobody to act: listed after those that do.
+ROUTINE_REASONS = frozenset({LeftOutReason.AUTOPAY_OFF, LeftOutReason.PAID_BY_CREDIT, LeftOutReason.PROCESSING})
+
+
 class ChargeKind(str, enum.Enum):
     NEW = "new"        # an invoice this run issues
     OPEN = "open"      # an earlier open invoice of an autopay client, never declined
@@ -196,14 +200,18 @@ class BatchPreview:
     def summary(self) -> str:
         if self.nothing_to_do:
             return (f"Nothing to do for {self.month.label}: no invoice to issue and no charge due"
-                    + (f" ({len(self.left_out)} autopay invoice(s) left out, listed below)." if self.left_out else "."))
+                    + (f" ({len(self.left_out)} invoice(s) left out, with the reasons)." if self.left_out else "."))
         parts = [f"{len(self.invoices)} invoice(s) to issue ({money_text(self.invoice_totals())})"]
         where = self.mode.label if self.mode else "no processor"
         parts.append(f"{len(self.charges)} charge(s) of {money_text(self.charge_totals())} in {where}")
         if self.retries:
             parts.append(f"of which {len(self.retries)} retr{'y' if len(self.retries) == 1 else 'ies'}")
-        if self.left_out:
-            parts.append(f"{len(self.left_out)} left out")
+        by_invoice = sum(1 for lo in self.left_out if lo.reason is LeftOutReason.AUTOPAY_OFF)
+        others = len(self.left_out) - by_invoice
+        if by_invoice:
+            parts.append(f"{by_invoice} pay by invoice (e-mailed)")
+        if others:
+            parts.append(f"{others} autopay invoice(s) left out")
         return f"{self.month.label}: " + "; ".join(parts) + "."
 
 
@@ -373,7 +381,8 @@ def judge_open_invoices(session: Session, mode: ProcessorMode | None, today: dt.
 
 
 def _sorted(items: list) -> list:  # type: ignore[type-arg]
-    return sorted(items, key=lambda x: (x.target.client_name.casefold(), x.target.number))
+    return sorted(items, key=lambda x: (getattr(x, "reason", None) in ROUTINE_REASONS,
+                                        x.target.client_name.casefold(), x.target.number))
 
 
 def preview_batch(session: Session, month: Month, *, today: dt.date | None = None,
@@ -464,6 +473,15 @@ def approve_over_cap(session: Session, target: Target) -> ChargeApproval:
                  f"Approved charging {target.number} for {target.client_name}: {amount}, above the autopay cap",
                  {"approval_id": existing.id, "period_start": str(target.period_start or "")})
     return existing
+
+
+def approved_amount(session: Session, inv: Invoice) -> int | None:
+    """Up to what amount `inv` may be charged above its client's cap (approved in the preview or later)."""
+    row = session.scalar(select(ChargeApproval).where(ChargeApproval.invoice_id == inv.id))
+    if row is None and inv.agreement_id is not None and inv.period_start is not None:
+        row = session.scalar(select(ChargeApproval).where(ChargeApproval.agreement_id == inv.agreement_id,
+                                                          ChargeApproval.period_start == inv.period_start))
+    return row.amount_cents if row is not None else None
 
 
 # --- CSV ----------------------------------------------------------------------------

@@ -88,7 +88,9 @@ def retry_decision(failures: Sequence[Failure], method_id: str, schedule: Sequen
     done = len(mine) - 1            # retries already made
     if done >= len(schedule):
         return RetryDecision(RetryKind.EXHAUSTED, len(mine), None, first)
-    next_on = first + dt.timedelta(days=schedule[done])
+    # Counted from the first failure -- but never on or before the latest one: a retry made late
+    # (the computer was off) is not followed by another the same day.
+    next_on = max(first + dt.timedelta(days=schedule[done]), mine[-1].on + dt.timedelta(days=1))
     kind = RetryKind.DUE if next_on <= today else RetryKind.WAITING
     return RetryDecision(kind, len(mine), next_on, first)
 

@@ -36,9 +36,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -76,7 +76,6 @@ from mspbill.db.models import (
 from mspbill.generation import ConcurrentGenerationError, generate_period
 from mspbill.invoicing import drafts_for_month, issue_invoices
 from mspbill.payments.charges import (
-    STALE_PENDING,
     ChargeOutcome,
     record_not_charged,
     record_result,
@@ -89,6 +88,7 @@ from mspbill.payments.gateway import (
     ChargeResult,
     ChargeStatus,
     Gateway,
+    IdempotencyConflict,
     PermissionDenied,
     ProcessorError,
     ProcessorMode,
@@ -103,7 +103,14 @@ from mspbill.validation import Issue, ValidationError
 log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 5.0                              # seconds
-HEARTBEAT_STALE = dt.timedelta(seconds=90)         # no heartbeat for this long: the run's process is gone
+# A run on another workstation that has not checked in for this long (by this computer's clock: the
+# two clocks may differ by a minute or two) is taken over.  On this computer the process id decides.
+HEARTBEAT_STALE = dt.timedelta(seconds=180)
+# ...unless the id was reused by another program: a live run checks in every few seconds.
+PID_REUSED_AFTER = dt.timedelta(minutes=30)
+# A charge is sent within this long of writing its attempt, or not by this run: far inside
+# HEARTBEAT_STALE, so no run that took this one over can be resending it when it goes out.
+SEND_DEADLINE = dt.timedelta(seconds=30)
 RATE_LIMIT_TRIES = 6                               # 429s for one charge before it is left for the next run
 UNAVAILABLE_TRIES = 3                              # "could not connect" (nothing happened) likewise
 CIRCUIT_BREAKER = 8                                # consecutive processor failures that stop the run
@@ -239,10 +246,12 @@ _LIVE_RUNS: set[tuple[int, dt.datetime]] = set()
 
 
 def _run_is_dead(run: BatchRun, now: dt.datetime) -> bool:
-    if run.host == socket.gethostname() and run.pid != os.getpid() and not _pid_alive(run.pid):
-        return True
-    if run.host == socket.gethostname() and run.pid == os.getpid() and (run.id, run.started_at) not in _LIVE_RUNS:
-        return True
+    if run.host == socket.gethostname():
+        if run.pid == os.getpid():
+            return (run.id, run.started_at) not in _LIVE_RUNS
+        # A process here is alive or not; its heartbeat's age says nothing more (a paused process,
+        # a busy database) until it is so old that the id must belong to another program now.
+        return not _pid_alive(run.pid) or now - run.heartbeat_at > PID_REUSED_AFTER
     return now - run.heartbeat_at > HEARTBEAT_STALE
 
 
@@ -333,8 +342,14 @@ class _Heartbeat(threading.Thread):
 
 def _guard(run_id: int) -> Callable[[Session], None]:
     def check(s: Session) -> None:
-        status = s.scalar(select(BatchRun.status).where(BatchRun.id == run_id))
-        if status is not BatchRunStatus.RUNNING:
+        # Still ours? -- and a heartbeat with every attempt written (the heartbeat thread may wait
+        # behind the charges for the database).  Core on the session's connection: the same
+        # transaction without the ORM's overhead (this runs once per charge).
+        table = cast(Table, BatchRun.__table__)
+        changed = s.connection().execute(update(table).where(
+            table.c.id == run_id, table.c.status == BatchRunStatus.RUNNING.value)
+            .values(heartbeat_at=utcnow())).rowcount
+        if changed == 0:
             raise BatchStopped("This run no longer holds the month-end lock (another run took over while this "
                                "computer was asleep or busy); it charges nothing more.")
     return check
@@ -359,8 +374,11 @@ class _Tally:
 
 class _Charger:
     def __init__(self, db: Database, gateway: Gateway, bucket: TokenBucket, run_id: int, stop: threading.Event,
-                 tally: _Tally, on_change: Callable[[], None], sleep: Callable[[float], None] = time.sleep):
+                 tally: _Tally, on_change: Callable[[], None], sleep: Callable[[float], None] = time.sleep,
+                 lost: threading.Event | None = None, today: dt.date | None = None):
         self.db, self.gateway, self.bucket, self.run_id = db, gateway, bucket, run_id
+        self.lost = lost if lost is not None else threading.Event()
+        self.today = today
         self.stop, self.tally, self.on_change, self.sleep = stop, tally, on_change, sleep
         self.attempt_ids: list[int] = []
         self.skipped: list[str] = []
@@ -400,51 +418,79 @@ class _Charger:
                        "so as not to pile up unknown charges. Run it again later: nothing is charged twice.")
         self.on_change()
 
+    def _not_started(self) -> None:
+        with self.tally.lock:
+            self.not_started += 1
+
     def charge(self, item: PlannedCharge) -> None:
+        try:
+            self._charge(item)
+        except Exception as exc:
+            # Something nobody planned for (a disk error...): stop starting charges at once rather
+            # than let the other threads go on charging what the run may not be able to record.
+            log.exception("a batch charge failed unexpectedly")
+            self._halt(f"The run stopped on an unexpected error ({type(exc).__name__}: {exc}); run it again to "
+                       "resume: nothing is charged twice.")
+            raise
+
+    def _charge(self, item: PlannedCharge) -> None:
         assert item.target.invoice_id is not None
         if self.stop.is_set():
-            self.not_started += 1
+            self._not_started()
             return
         try:
             with self.write_lock:
+                # Exactly the amount judged (and, above a cap, approved): a balance changed meanwhile is
+                # refused by plan_charge rather than charged at another amount.
                 attempt_id, request = start_attempt(self.db, self.gateway, item.target.invoice_id, origin="batch",
+                                                    amount_cents=item.target.amount_cents,
                                                     approve_over_cap=item.over_cap_approved,
-                                                    batch_run_id=self.run_id, guard=_guard(self.run_id))
+                                                    batch_run_id=self.run_id, guard=_guard(self.run_id),
+                                                    today=self.today)
         except BatchStopped as exc:
+            self.lost.set()
             self._halt(str(exc))
-            self.not_started += 1
+            self._not_started()
             return
         except ValidationError as exc:
             # Changed since the plan (paid by check meanwhile, charged from another window, …).
             self.skipped.append(f"{item.target.number} ({item.target.client_name}): {exc.issues[0].message}")
-            self.not_started += 1
+            self._not_started()
             return
         except OperationalError as exc:
             log.warning("could not write the attempt for invoice %s: %s", item.target.invoice_id, exc)
             self.skipped.append(f"{item.target.number} ({item.target.client_name}): the database was busy; not "
                                 "charged, the next run will.")
-            self.not_started += 1
+            self._not_started()
             return
         with self.tally.lock:
             self.attempt_ids.append(attempt_id)
-        written = utcnow()
+        written = (utcnow(), time.monotonic())
         try:
             outcome, fault = self._send(attempt_id, request, written)
         except SQLAlchemyError as exc:
             # The processor answered but the answer could not be written: the attempt stays
-            # pending and is resolved (found by its key) before this invoice is charged again.
+            # pending and is resolved (found by its key) before this invoice is charged again --
+            # and no further charge starts while answers cannot be written.
             log.error("could not record the outcome of attempt %s: %s", attempt_id, exc)
+            self._halt("The database could not record a charge's outcome; the run stopped. Run it again: the "
+                       "charge is looked up at the processor first and never made twice.")
             outcome, fault = None, False
         self._count(outcome, fault=fault)
 
-    def _send(self, attempt_id: int, request: ChargeRequest, written: dt.datetime) -> tuple[ChargeOutcome, bool]:
+    def _send(self, attempt_id: int, request: ChargeRequest,
+              written: tuple[dt.datetime, float]) -> tuple[ChargeOutcome | None, bool]:
         rate_limited = unavailable = 0
         while True:
             # The token for this very request, taken after the attempt is written (an attempt written is in
             # flight: it is sent even if the run is cancelled meanwhile): the processor then sees the bucket's
             # pace.  Taken before the write, a write that waited bunched the requests behind it into 429s.
             self.bucket.acquire(None)
-            if utcnow() - written > STALE_PENDING:
+            if self.lost.is_set():
+                return None, False  # another run owns the lock and resolves this attempt (same key)
+            # Wall clock (jumps over a sleep) and monotonic clock (immune to the clock being set back).
+            waited = max((utcnow() - written[0]).total_seconds(), time.monotonic() - written[1])
+            if waited > SEND_DEADLINE.total_seconds():
                 # The computer slept between writing the attempt and sending it; another run may have
                 # resolved it meanwhile.  Leave it to resolution (same key) rather than send it now.
                 with self.write_lock:
@@ -468,6 +514,10 @@ class _Charger:
                            "charged. Fix the key in Settings → Payments and run again.")
                 with self.write_lock:
                     return record_not_charged(self.db, attempt_id, exc.message, code=exc.code), True
+            except IdempotencyConflict as exc:
+                # The key was used with other parameters: never "not charged" (a new key could charge
+                # twice); resolution finds the PaymentIntent by the key in its metadata.
+                result = ChargeResult(status=ChargeStatus.UNKNOWN, message=exc.message)
             except ProcessorError as exc:
                 if exc.nothing_happened and not isinstance(exc, ProcessorUnavailable):
                     # A refusal (customer deleted in the dashboard, method detached, bad request): an
@@ -573,9 +623,11 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
         # 4. Charges.
         with db.session() as s:
             charges, left_out = judge_open_invoices(s, mode, today, new_invoice_ids=issued_ids)
+        report_extra["left_out"] = [_left_out_json(lo) for lo in left_out[:LEFT_OUT_KEPT]]
         total_charges = len(charges)
         if gateway is not None and bucket is not None and charges and not stop.is_set():
-            charger = _Charger(db, gateway, bucket, run_id, stop, tally, lambda: emit("charging"))
+            charger = _Charger(db, gateway, bucket, run_id, stop, tally, lambda: emit("charging"), lost=lost,
+                               today=today)
             emit("charging", f"Charging {len(charges)} invoice(s)…")
             workers = options.workers or _workers(bucket.base_rate)
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-charge") as pool:
@@ -607,7 +659,8 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
             mail = _queue_mail(db, month, run_id, taken_over)
         if tally.stop_reason:
             status, message = BatchRunStatus.STOPPED, tally.stop_reason
-        elif cancel is not None and cancel.is_set():
+        elif cancel is not None and cancel.is_set() and report_extra["not_started"]:
+            # (Cancel pressed after the last charge had started changes nothing: the run finished.)
             status = BatchRunStatus.CANCELLED
             message = (f"Cancelled: the charges in flight finished and were recorded; {report_extra['not_started']} "
                        "were not started. Run again to charge them.")
@@ -635,7 +688,8 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
     emit("done", message or "Finished.")
     with db.session() as s:
         report = run_report(s, run_id)
-    report.left_out = left_out
+    accounted = {ln.invoice_id for ln in report.lines}
+    report.left_out = [lo for lo in left_out if lo.target.invoice_id not in accounted]
     report.mail = mail
     return report
 
@@ -683,7 +737,9 @@ def _invoice(db: Database, run_id: int, month: Month, today: dt.date) -> list[in
                 run = s.get(BatchRun, run_id)
                 assert run is not None
                 run.generated, run.issued = result.created, len(ids)
-                run.summary = dict(run.summary or {}) | {"issued_invoice_ids": ids}
+                # mail_pending: the run's e-mails are not queued yet (cleared by its mail step, or by
+                # batch_sync for a run that stopped before it).
+                run.summary = dict(run.summary or {}) | {"issued_invoice_ids": ids, "mail_pending": bool(ids)}
                 if ids:
                     audit.record(s, "batch.invoiced", "batch_run", run_id,
                                  f"Generated {result.created} and issued {len(ids)} invoice(s) for {month.label}")
@@ -778,7 +834,20 @@ def _queue_mail(db: Database, month: Month, run_id: int, taken_over: int | None)
             issued += (run.summary or {}).get("issued_invoice_ids", [])
         succeeded = list(s.scalars(select(ChargeAttempt.id).where(
             ChargeAttempt.batch_run_id.in_(run_ids), ChargeAttempt.status == ChargeAttemptStatus.SUCCEEDED)))
-        return queue_batch_mail(s, list(dict.fromkeys(issued)), succeeded)
+        # And earlier runs' charges found out at this run's start (the receipts a sync would queue).
+        succeeded += [a for a in _unreceipted(s, utcnow()) if a not in set(succeeded)]
+        report = queue_batch_mail(s, list(dict.fromkeys(issued)), succeeded)
+        for run in s.scalars(select(BatchRun).where(BatchRun.id.in_(run_ids))):
+            run.summary = dict(run.summary or {}) | {"mail_pending": False}
+        return report
+
+
+def _collapse(problems: list[str]) -> list[str]:
+    """The same sentence thirty times (every call a 500) once, with its count."""
+    counts: dict[str, int] = {}
+    for text in problems:
+        counts[text] = counts.get(text, 0) + 1
+    return [text if n == 1 else f"{text} (×{n})" for text, n in counts.items()]
 
 
 def _finish(db: Database, run_id: int, status: BatchRunStatus, message: str, extra: dict[str, Any], tally: _Tally,
@@ -797,7 +866,8 @@ def _finish(db: Database, run_id: int, status: BatchRunStatus, message: str, ext
             run.summary = dict(run.summary or {}) | {
                 "succeeded": tally.succeeded, "processing": tally.processing, "failed": tally.failed,
                 "unknown": tally.unknown, "not_charged": tally.not_charged, "collected": tally.collected,
-                "not_started": extra.get("not_started", 0), "problems": extra.get("problems", [])[:200],
+                "not_started": extra.get("not_started", 0), "problems": _collapse(extra.get("problems", []))[:200],
+                "left_out": extra.get("left_out", []),
                 "setup_links": extra.get("setup_links", []), "receipts_queued": mail.receipts,
                 "invoices_queued": mail.invoices, "mail_not_configured": mail.not_configured}
             audit.record(s, "batch.finished", "batch_run", run_id,
@@ -821,6 +891,29 @@ def _line_message(a: ChargeAttempt) -> str:
     reason = decline_reason_text(a.decline_code)
     said = a.message.strip().rstrip(".")
     return f"{reason[:1].upper()}{reason[1:]}" + (f" (“{said}”)." if said else ".")
+
+
+LEFT_OUT_KEPT = 5000   # left-out rows kept with a run for its account (an office has at most ~2,000 clients)
+
+
+def _left_out_json(lo: LeftOutCharge) -> dict[str, Any]:
+    t = lo.target
+    return {"client_id": t.client_id, "client_name": t.client_name, "invoice_id": t.invoice_id, "number": t.number,
+            "agreement_id": t.agreement_id, "period_start": t.period_start.isoformat() if t.period_start else None,
+            "amount_cents": t.amount_cents, "currency": t.currency, "reason": lo.reason.value, "detail": lo.detail,
+            "method_label": lo.method_label,
+            "next_retry_on": lo.next_retry_on.isoformat() if lo.next_retry_on else None}
+
+
+def _left_out_from_json(d: dict[str, Any]) -> LeftOutCharge:
+    from mspbill.batch.plan import LeftOutReason, Target
+
+    day = dt.date.fromisoformat
+    return LeftOutCharge(Target(d["client_id"], d["client_name"], d["invoice_id"], d["number"], d["agreement_id"],
+                                day(d["period_start"]) if d["period_start"] else None, d["amount_cents"],
+                                d["currency"]),
+                         LeftOutReason(d["reason"]), d["detail"], d["method_label"],
+                         day(d["next_retry_on"]) if d["next_retry_on"] else None)
 
 
 def run_report(session: Session, run_id: int) -> BatchReport:
@@ -864,7 +957,9 @@ def run_report(session: Session, run_id: int) -> BatchReport:
     mail = MailReport(receipts=summary.get("receipts_queued", 0), invoices=summary.get("invoices_queued", 0),
                       not_configured=summary.get("mail_not_configured", False))
     return BatchReport(run.id, run.period, ProcessorMode(run.mode.value) if run.mode else None, run.status,
-                       run.started_at, run.finished_at, run.generated, run.issued, run.backup_path, lines, [],
+                       run.started_at, run.finished_at, run.generated, run.issued, run.backup_path, lines,
+                       [_left_out_from_json(d) for d in summary.get("left_out", [])
+                        if d.get("invoice_id") is None or d["invoice_id"] not in latest],
                        summary.get("not_started", 0), mail, summary.get("setup_links", []),
                        summary.get("problems", []), run.message, summary.get("resumed_run_id"))
 
@@ -887,13 +982,30 @@ class RunRow:
 
 
 def list_runs(session: Session, limit: int = 50) -> list[RunRow]:
-    rows = []
-    for r in session.scalars(select(BatchRun).order_by(BatchRun.id.desc()).limit(limit)):
-        sm = r.summary or {}
-        rows.append(RunRow(r.id, r.period, r.mode.value if r.mode else "", r.status.value, r.actor, r.host,
-                           r.started_at, r.finished_at, r.issued, int(sm.get("succeeded", 0)),
-                           int(sm.get("failed", 0)), dict(sm.get("collected", {})), r.message))
-    return rows
+    """The latest runs, with what their charges came to *now* (a debit settled or an unknown outcome
+    found out after the run counts where it ended up), from the attempts each run made."""
+    from sqlalchemy import func
+
+    runs = list(session.scalars(select(BatchRun).order_by(BatchRun.id.desc()).limit(limit)))
+    succeeded: dict[int, int] = {}
+    failed: dict[int, int] = {}
+    collected: dict[int, dict[str, int]] = {}
+    if runs:
+        for run_id, status, currency, count, cents in session.execute(
+                select(ChargeAttempt.batch_run_id, ChargeAttempt.status, ChargeAttempt.currency,
+                       func.count(), func.sum(ChargeAttempt.amount_cents))
+                .where(ChargeAttempt.batch_run_id.in_([r.id for r in runs]),
+                       ChargeAttempt.status.in_([ChargeAttemptStatus.SUCCEEDED, ChargeAttemptStatus.DECLINED]))
+                .group_by(ChargeAttempt.batch_run_id, ChargeAttempt.status, ChargeAttempt.currency)):
+            assert run_id is not None
+            if status is ChargeAttemptStatus.SUCCEEDED:
+                succeeded[run_id] = succeeded.get(run_id, 0) + int(count)
+                collected.setdefault(run_id, {})[currency] = int(cents or 0)
+            else:
+                failed[run_id] = failed.get(run_id, 0) + int(count)
+    return [RunRow(r.id, r.period, r.mode.value if r.mode else "", r.status.value, r.actor, r.host, r.started_at,
+                   r.finished_at, r.issued, succeeded.get(r.id, 0), failed.get(r.id, 0), collected.get(r.id, {}),
+                   r.message) for r in runs]
 
 
 def preview(db: Database, month: Month, today: dt.date | None = None) -> BatchPreview:
@@ -905,14 +1017,17 @@ def preview(db: Database, month: Month, today: dt.date | None = None) -> BatchPr
 class BatchSyncReport:
     sync: Any                     # payments.sync.FullSyncReport
     receipts_queued: int = 0
+    invoices_queued: int = 0
     setup_links_sent: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out: list[str] = self.sync.lines()
-        if (self.setup_links_sent or self.receipts_queued) and out[-1] == "Nothing new.":
+        if (self.setup_links_sent or self.receipts_queued or self.invoices_queued) and out[-1] == "Nothing new.":
             out.pop()
         for name in self.setup_links_sent:
             out.append(f"Declined for good — a new payment setup link was e-mailed to {name}")
+        if self.invoices_queued:
+            out.append(f"{self.invoices_queued} invoice e-mail(s) queued that a stopped month-end run had not sent")
         if self.receipts_queued:
             out.append(f"{self.receipts_queued} receipt(s) queued for charges that went through")
         return out
@@ -924,11 +1039,17 @@ RECEIPT_WINDOW = dt.timedelta(days=60)
 def batch_sync(db: Database, gateway: Gateway, now: dt.datetime | None = None) -> BatchSyncReport:
     """Settle bank debits, resolve unknown outcomes, collect setup links; then queue the receipts of
     batch charges that have gone through since (an ACH debit settles days after the run)."""
-    from mspbill.batch.emails import KIND_RECEIPT, mail_configured, queue_receipt
-    from mspbill.db.models import OutboxMessage
+    from mspbill.batch.emails import mail_configured, queue_receipt
     from mspbill.payments.sync import sync_all
 
     now = now or utcnow()
+    with db.session() as s:
+        current = running_run(s)
+        if current is not None and not _run_is_dead(current, now):
+            # The run resolves, settles and sends its own; asking beside it would only spend its
+            # request budget (and queue its receipts under another name).
+            raise BatchBusyError(_busy_text(current).replace("Wait for it to finish",
+                                                             "The sync waits for it to finish", 1))
     report = BatchSyncReport(sync_all(db, gateway, now))
     # A hard decline found out only now (a debit that bounced, an unknown outcome resolved): ask too.
     with db.session() as s:
@@ -941,11 +1062,27 @@ def batch_sync(db: Database, gateway: Gateway, now: dt.datetime | None = None) -
     with db.write_session() as s, s.begin():
         if not mail_configured(s):
             return report
-        receipted = select(OutboxMessage.id).where(OutboxMessage.kind == KIND_RECEIPT,
-                                                   OutboxMessage.invoice_id == ChargeAttempt.invoice_id).exists()
-        for attempt_id in s.scalars(select(ChargeAttempt.id).where(
-                ChargeAttempt.origin == "batch", ChargeAttempt.status == ChargeAttemptStatus.SUCCEEDED,
-                ChargeAttempt.resolved_at >= now - RECEIPT_WINDOW, ~receipted)):
+        for attempt_id in _unreceipted(s, now):
             if queue_receipt(s, attempt_id, now) is not None:
                 report.receipts_queued += 1
+        # The invoice e-mails of a run that stopped before its mail step (nothing to run again for).
+        for run in s.scalars(select(BatchRun).where(BatchRun.status != BatchRunStatus.RUNNING,
+                                                    BatchRun.started_at >= now - RECEIPT_WINDOW)):
+            summary = run.summary or {}
+            if summary.get("mail_pending"):
+                queued = queue_batch_mail(s, summary.get("issued_invoice_ids", []), [])
+                report.invoices_queued += queued.invoices
+                run.summary = summary | {"mail_pending": False}
     return report
+
+
+def _unreceipted(s: Session, now: dt.datetime) -> list[int]:
+    """Month-end charges that went through lately (a debit settled, an unknown found out) with no receipt yet."""
+    from mspbill.batch.emails import KIND_RECEIPT
+    from mspbill.db.models import OutboxMessage
+
+    receipted = select(OutboxMessage.id).where(OutboxMessage.kind == KIND_RECEIPT,
+                                               OutboxMessage.invoice_id == ChargeAttempt.invoice_id).exists()
+    return list(s.scalars(select(ChargeAttempt.id).where(
+        ChargeAttempt.origin == "batch", ChargeAttempt.status == ChargeAttemptStatus.SUCCEEDED,
+        ChargeAttempt.resolved_at >= now - RECEIPT_WINDOW, ~receipted)))

@@ -18,6 +18,8 @@ from mspbill.validation import Issue, ValidationError
 
 RATE_LIMIT_MAX = 10_000
 MARGIN_MAX = 90
+# Below 10 % the bucket's small burst could push one second over the processor's limit.
+MARGIN_MIN = 10
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,9 @@ def batch_settings(session: Session) -> BatchSettings:
         days = parse_retry_days(row.retry_days)
     except ValidationError:
         days = DEFAULT_RETRY_DAYS  # written by something else; the default is the safe reading
+    margin = row.rate_margin_percent if row.rate_margin_percent is not None else 10
     return BatchSettings(days, row.rate_limit_test or 25, row.rate_limit_live or 100,
-                         row.rate_margin_percent if row.rate_margin_percent is not None else 10)
+                         min(max(margin, MARGIN_MIN), MARGIN_MAX))
 
 
 def _whole(text: str | int, field: str, what: str, low: int, high: int, issues: list[Issue]) -> int:
@@ -62,7 +65,7 @@ def save_batch_settings(session: Session, retry_days: str, rate_limit_test: str 
         issues += exc.issues
     test = _whole(rate_limit_test, "rate_limit_test", "The test-mode limit", 1, RATE_LIMIT_MAX, issues)
     live = _whole(rate_limit_live, "rate_limit_live", "The live-mode limit", 1, RATE_LIMIT_MAX, issues)
-    margin = _whole(rate_margin_percent, "rate_margin_percent", "The margin", 0, MARGIN_MAX, issues)
+    margin = _whole(rate_margin_percent, "rate_margin_percent", "The margin", MARGIN_MIN, MARGIN_MAX, issues)
     if issues:
         raise ValidationError(issues)
     row = payment_settings(session)

@@ -83,6 +83,10 @@ AUTOPAY_NO_DUE_DATE_WORDING = ("The balance will be charged automatically to the
 AUTOPAY_FAILED_WORDING = "The automatic payment on {due_date} did not go through, so the balance is still due."
 AUTOPAY_PROCESSING_WORDING = ("A bank debit for the balance is in progress and settles within a few business days, "
                               "so there is nothing for you to do.")
+AUTOPAY_RETRYING_WORDING = ("The automatic payment on {due_date} did not go through. We will try the payment "
+                            "method on file again {when}, so there is nothing you need to do.")
+AUTOPAY_APPROVAL_WORDING = ("This invoice is above the amount we charge automatically without checking with you "
+                            "first; we will confirm with you before charging it to the payment method on file.")
 AUTOPAY_NEEDS_METHOD_WORDING = "We have no payment method on file that we can charge for this invoice."
 BY_INVOICE_WORDING = "Please pay by {due_date} as follows:"
 BY_INVOICE_PAST_DUE_WORDING = "This invoice was due on {due_date}; please pay the balance as follows:"
@@ -178,7 +182,8 @@ def _how_to_pay(inv: Invoice, company: CompanyProfile | None) -> str:
 
 
 def payment_method_text(inv: Invoice, client: Client, company: CompanyProfile | None,
-                        today: dt.date | None = None, autopay: str = "ready") -> str:
+                        today: dt.date | None = None, autopay: str = "ready",
+                        next_try_on: dt.date | None = None) -> str:
     """What the client has to do about this invoice as of today: it follows the invoice's
     state (paid, open, past due, written off), not only whether the client is on autopay."""
     today = today or dt.date.today()
@@ -199,8 +204,16 @@ def payment_method_text(inv: Invoice, client: Client, company: CompanyProfile | 
         # Nothing can charge it: the client pays like anyone who pays by invoice, and is asked for a method.
         ask = f" Please {_contact(company)} to give us a card or bank account, or pay as follows:"
         return AUTOPAY_NEEDS_METHOD_WORDING + ask + "\n" + _how_to_pay(inv, company)
+    if client.autopay and autopay == "retrying":
+        # A soft decline the month-end batch tries again: asking the client to pay by hand now
+        # could have them pay twice (their check, then the retry).
+        when = f"on {format_date(next_try_on)}" if next_try_on and next_try_on > today else "in the next few days"
+        return AUTOPAY_RETRYING_WORDING.format(due_date=due or "the due date", when=when) + \
+            f" To pay another way or to update your payment method, please {_contact(company)} first."
+    if client.autopay and autopay == "approval":
+        return AUTOPAY_APPROVAL_WORDING + f" If you would rather pay another way, please {_contact(company)}."
     if client.autopay:
-        if not is_past_due(inv, today) and autopay != "retrying":
+        if not is_past_due(inv, today):
             return AUTOPAY_WORDING.format(due_date=due) if due else AUTOPAY_NO_DUE_DATE_WORDING
         # Still open after its due date: the charge on the due date failed.
         failed = AUTOPAY_FAILED_WORDING.format(due_date=due)
@@ -235,17 +248,18 @@ def invoice_values(session: Session, inv: Invoice, today: dt.date | None = None)
         "due_date": format_date(inv.due_date),
         "issue_date": format_date(inv.issue_date),
         "period": period_text(inv),
-        "payment_method": payment_method_text(inv, client, company, today, _autopay(session, inv, today)),
+        "payment_method": payment_method_text(inv, client, company, today, *_autopay(session, inv, today)),
         "company": company.name if company else "",
     }
 
 
-def _autopay(session: Session, inv: Invoice, today: dt.date | None) -> str:
+def _autopay(session: Session, inv: Invoice, today: dt.date | None) -> tuple[str, dt.date | None]:
     if not inv.client.autopay or inv.kind is not InvoiceKind.INVOICE:
-        return "ready"
+        return "ready", None
     from mspbill.payments.charges import autopay_state
 
-    return autopay_state(session, inv, today).kind
+    state = autopay_state(session, inv, today)
+    return state.kind, state.next_try_on
 
 
 def sample_values() -> dict[str, str]:

@@ -38,6 +38,7 @@ from mspbill.db.models import (
     ChargeAttemptStatus,
     Client,
     ClientCredit,
+    ClientStatus,
     CreditReason,
     Invoice,
     InvoiceKind,
@@ -90,6 +91,8 @@ class ChargePlan:
     over_cap: bool
     cap_cents: int | None
     problems: list[str] = field(default_factory=list)
+    customer_id: str = ""       # the default method's, at the processor
+    method_id: str = ""
 
     @property
     def amount_text(self) -> str:
@@ -154,7 +157,7 @@ def plan_charge(session: Session, invoice_id: int, mode: ProcessorMode | None,
     elif 0 < amount < MINIMUM_CHARGE_CENTS:
         problems.append(f"Stripe does not charge less than {format_amount(MINIMUM_CHARGE_CENTS, inv.currency)}; "
                         "record this balance by hand or credit it.")
-    label, kind = "", ""
+    label, kind, customer_id, method_id = "", "", "", ""
     if mode is not None:
         method = default_method(session, client.id, mode)
         if method is None:
@@ -162,6 +165,7 @@ def plan_charge(session: Session, invoice_id: int, mode: ProcessorMode | None,
                             "Send them a payment setup link.")
         else:
             label, kind = method_label(method), method.kind
+            customer_id, method_id = method.customer_id, method.method_id
             if method_facts(method).expires_before(today):
                 problems.append(f"{label} expired ({method.exp_month:02d}/{method.exp_year}); the client needs "
                                 "to give a new card.")
@@ -174,7 +178,7 @@ def plan_charge(session: Session, invoice_id: int, mode: ProcessorMode | None,
     cap = client.autopay_cap_cents
     return ChargePlan(invoice_id=inv.id, invoice_number=number, client_id=client.id, client_name=client.legal_name,
                       amount_cents=amount, currency=inv.currency, method_label=label, method_kind=kind, over_cap=cap is not None and amount > cap,
-                      cap_cents=cap, problems=problems)
+                      cap_cents=cap, problems=problems, customer_id=customer_id, method_id=method_id)
 
 
 def _metadata(attempt: ChargeAttempt, invoice_number: str) -> dict[str, str]:
@@ -192,7 +196,7 @@ def _request(attempt: ChargeAttempt, invoice_number: str) -> ChargeRequest:
 
 def start_attempt(db: Database, gateway: Gateway, invoice_id: int, *, amount_cents: int | None = None,
                   origin: str = "manual", approve_over_cap: bool = False, batch_run_id: int | None = None,
-                  guard: Callable[[Session], None] | None = None,
+                  guard: Callable[[Session], None] | None = None, today: dt.date | None = None,
                   now: dt.datetime | None = None) -> tuple[int, ChargeRequest]:
     """Write the attempt and its key (committed) and return the request to send.
 
@@ -203,19 +207,19 @@ def start_attempt(db: Database, gateway: Gateway, invoice_id: int, *, amount_cen
     with db.write_session() as s, s.begin():
         if guard is not None:
             guard(s)
-        plan = plan_charge(s, invoice_id, mode, amount_cents, today=now.date())
+        # The office's date, not UTC's: a card good through this month is good on its last evening.
+        plan = plan_charge(s, invoice_id, mode, amount_cents, today=today or now.astimezone().date())
         if plan.problems:
             raise ValidationError([Issue("charge", p) for p in plan.problems])
         if plan.over_cap and not approve_over_cap:
             raise ValidationError([Issue("charge", f"{plan.amount_text} is above {plan.client_name}'s autopay "
                                                    f"cap of {format_amount(plan.cap_cents or 0, plan.currency)}; "
                                                    "approve it first.")])
-        method = default_method(s, plan.client_id, mode)
-        assert method is not None
+        assert plan.method_id  # no problems: the client has a default method
         attempt = ChargeAttempt(
             invoice_id=invoice_id, client_id=plan.client_id, mode=to_db_mode(mode),
             idempotency_key=new_key("charge"), amount_cents=plan.amount_cents, currency=plan.currency,
-            customer_id=method.customer_id, method_id=method.method_id, method_kind=method.kind,
+            customer_id=plan.customer_id, method_id=plan.method_id, method_kind=plan.method_kind,
             method_label=plan.method_label, status=ChargeAttemptStatus.PENDING, decline_code="", message="",
             origin=origin, batch_run_id=batch_run_id, actor=audit.current_actor(), created_at=now, updated_at=now)
         s.add(attempt)
@@ -386,13 +390,15 @@ class AutopayState:
     """What will happen to an autopay client's open invoice, for its PDF and e-mail.
 
     ready: it will be charged to `method_label`; processing: a bank debit is settling;
-    retrying: a soft decline, tried again later; needs_method: nothing can charge it (no
+    retrying: a soft decline, tried again on `next_try_on`; approval: above the client's autopay
+    cap, the office confirms first; needs_method: nothing can charge it (no
     method in the office's processor, or it declined for good or expired) -- the client must
     pay another way or give a new method.  Without a processor the office charges some other
     way, and the invoice says it will be charged."""
 
     kind: str
     method_label: str | None = None
+    next_try_on: dt.date | None = None   # retrying: the day of the next automatic try
 
 
 def autopay_state(session: Session, inv: Invoice, today: dt.date | None = None) -> AutopayState:
@@ -415,7 +421,26 @@ def autopay_state(session: Session, inv: Invoice, today: dt.date | None = None) 
     if method.hard_declined_at is not None or method_facts(method).expires_before(max(today, inv.due_date or today)):
         return AutopayState("needs_method", label)
     if latest is not None and latest.status is ChargeAttemptStatus.DECLINED and not latest.decline_hard:
-        return AutopayState("retrying", label)
+        from mspbill.batch.plan import retry_schedule
+        from mspbill.batch.retries import Failure, RetryKind, retry_decision
+
+        failures = [Failure(a.method_id, (a.resolved_at or a.created_at).astimezone().date(), bool(a.decline_hard))
+                    for a in session.scalars(select(ChargeAttempt).where(
+                        ChargeAttempt.invoice_id == inv.id, ChargeAttempt.status == ChargeAttemptStatus.DECLINED))]
+        decision = retry_decision(failures, method.method_id, retry_schedule(session), today)
+        if decision.kind in (RetryKind.EXHAUSTED, RetryKind.HARD):
+            # Every retry of the schedule failed: nothing will charge it again by itself.
+            return AutopayState("needs_method", label)
+        if decision.kind in (RetryKind.WAITING, RetryKind.DUE):
+            return AutopayState("retrying", label, decision.next_on)
+    cap = inv.client.autopay_cap_cents
+    if cap is not None and inv.balance_cents > cap and inv.status is InvoiceStatus.OPEN:
+        from mspbill.batch.plan import approved_amount
+
+        allowed = approved_amount(session, inv)
+        if allowed is None or inv.balance_cents > allowed:
+            # Above the client's autopay limit: the office confirms before charging it.
+            return AutopayState("approval", label)
     return AutopayState("ready", label)
 
 
@@ -431,6 +456,23 @@ def _sender_gone(s: Session, attempt: ChargeAttempt, idle_run_ids: Collection[in
         return True
     run = s.get(BatchRun, attempt.batch_run_id)
     return run is None or run.status is not BatchRunStatus.RUNNING
+
+
+def _no_longer_due(s: Session, attempt: ChargeAttempt, today: dt.date) -> str | None:
+    """Why a month-end attempt that was never sent should not be sent now (None: it should)."""
+    if attempt.origin != "batch":
+        return None
+    client = s.get(Client, attempt.client_id)
+    if client is None or not client.autopay or client.status is not ClientStatus.ACTIVE:
+        return "the client is no longer on autopay."
+    method = default_method(s, attempt.client_id, ProcessorMode(attempt.mode.value))
+    if method is None or method.method_id != attempt.method_id:
+        return "the client's payment method changed since."
+    if method.hard_declined_at is not None:
+        return f"{method_label(method)} was declined for good since."
+    if method_facts(method).expires_before(today):
+        return f"{method_label(method)} has expired."
+    return None
 
 
 def resolve_attempt(db: Database, gateway: Gateway, attempt_id: int, now: dt.datetime | None = None, *,
@@ -455,6 +497,8 @@ def resolve_attempt(db: Database, gateway: Gateway, attempt_id: int, now: dt.dat
         request = _request(attempt, number)
         still_owed = inv.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE) and \
             inv.balance_cents >= attempt.amount_cents
+        no_longer_due = _no_longer_due(s, attempt, now.astimezone().date()) \
+            if status is ChargeAttemptStatus.PENDING else None
     if status is ChargeAttemptStatus.PROCESSING and intent_id:
         return record_result(db, attempt_id, gateway.get_charge(intent_id), now)
     # Unknown, or pending: look for the PaymentIntent by the attempt's key in its metadata.
@@ -465,10 +509,23 @@ def resolve_attempt(db: Database, gateway: Gateway, attempt_id: int, now: dt.dat
         return record_result(db, attempt_id, best, now)
     if status is ChargeAttemptStatus.PENDING and now - created < STALE_PENDING and not sender_gone:
         return _outcome_of(db, attempt_id, "This charge is still being sent.")
+    if no_longer_due:
+        # Written by a run that died before sending it, and the processor has never seen it: the
+        # office changed things since (autopay off, card flagged...); it is not sent at all.
+        return record_not_charged(db, attempt_id, f"Not sent: {no_longer_due}", code="no_longer_due", now=now)
     if now - created < REPLAY_WINDOW and still_owed:
         # The request may never have arrived: send the very same request with the very same key.
         # If it did arrive, the processor answers with the first result and charges nothing more.
-        return send_attempt(db, gateway, attempt_id, request)
+        # Whatever goes wrong now, the attempt stays in flight (unknown): "not charged" would let a
+        # new key charge the invoice while this one may still succeed.
+        try:
+            result = gateway.charge(request)
+        except ProcessorError as exc:
+            result = ChargeResult(status=ChargeStatus.UNKNOWN, message=exc.message)
+        except Exception as exc:
+            log.exception("replaying charge attempt %s raised", attempt_id)
+            result = ChargeResult(status=ChargeStatus.UNKNOWN, message=f"{type(exc).__name__}: {exc}")
+        return record_result(db, attempt_id, result, now)
     return record_not_charged(db, attempt_id, "The processor has no charge for this attempt; nothing was taken.",
                               code="not_found", now=now)
 

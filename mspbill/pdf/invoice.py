@@ -124,7 +124,7 @@ class InvoiceDocument:
     company: CompanyBlock
     today: dt.date
     refunds: tuple[DocRefund, ...] = ()
-    # Autopay invoices: ready, processing, retrying or needs_method (payments.charges.autopay_state).
+    # Autopay invoices: ready, processing, retrying, approval or needs_method (payments.charges.autopay_state).
     autopay_state: str = "ready"
 
     # --- derived wording --------------------------------------------------------
@@ -470,6 +470,12 @@ def payment_wording(doc: InvoiceDocument) -> tuple[str, str]:
                     else "Automatic payment is not set up yet.")
             ask = f", or write to {company.email} to give us a card or bank account" if company.email else ""
             return "How to pay", f"{lead} Please pay as follows{ask}:\n{_instructions(doc)}"
+        if doc.autopay_state == "approval":
+            text = (f"This invoice is above the amount we charge automatically; we will confirm with you before "
+                    f"charging it to {target}.")
+            if company.email:
+                text += f" To pay another way, write to {company.email}."
+            return "Payment", text
         if (doc.due_date and doc.days_overdue > 0) or doc.autopay_state == "retrying":
             on = f" on {fmt_date(doc.due_date)}" if doc.due_date else ""
             text = f"The automatic charge to {target}{on} has not gone through; it will be tried again."
