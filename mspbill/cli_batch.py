@@ -94,13 +94,6 @@ def _money(totals: dict[str, int]) -> str:
     return money_text(totals)
 
 
-def _charge_totals(charges: Sequence[Any]) -> dict[str, int]:
-    totals: dict[str, int] = {}
-    for c in charges:
-        totals[c.target.currency] = totals.get(c.target.currency, 0) + c.target.amount_cents
-    return totals
-
-
 def _mode_label(mode: Any) -> str:
     return mode.label if mode is not None else "no payment processor (invoices only)"
 
@@ -130,7 +123,7 @@ def preview_json(preview: BatchPreview) -> dict[str, Any]:
                       "approvable": lo.approvable} for lo in preview.left_out],
         "totals": {"invoices": {"count": len(preview.invoices), "cents": preview.invoice_totals()},
                    "charges": {"count": len(preview.charges), "cents": preview.charge_totals()},
-                   "retries": {"count": len(preview.retries), "cents": _charge_totals(preview.retries)},
+                   "retries": {"count": len(preview.retries), "cents": preview.retry_totals()},
                    "left_out": {"count": len(preview.left_out), "cents": preview.left_out_totals()}},
         "agreements_not_invoiced": preview.agreements_not_invoiced,
     }
@@ -164,7 +157,7 @@ def print_preview(preview: BatchPreview) -> None:
                 for lo in preview.left_out])
     retries = preview.retries
     print(f"\nRetries due: {len(retries)}"
-          + (f" ({_money(_charge_totals(retries))})" if retries else ""))
+          + (f" ({_money(preview.retry_totals())})" if retries else ""))
     print(f"Totals: {len(preview.invoices)} invoice(s) {_money(preview.invoice_totals())}; "
           f"{len(preview.charges)} charge(s) {_money(preview.charge_totals())}; "
           f"{len(preview.left_out)} left out {_money(preview.left_out_totals())}")
@@ -234,13 +227,12 @@ def _open_gateway(ctx: AppContext) -> Gateway | None:
 
 def _check_not_busy(ctx: AppContext) -> None:
     """Say at once that another run holds the lock, rather than after asking for confirmation."""
-    from mspbill.batch.run import BatchBusyError, _busy_text, _run_is_dead, running_run
-    from mspbill.db.models import utcnow
+    from mspbill.batch.run import BatchBusyError, busy_text, live_run
 
     with ctx.db.session() as s:
-        current = running_run(s)
-        if current is not None and not _run_is_dead(current, utcnow()):
-            raise BatchBusyError(_busy_text(current))
+        current = live_run(s)
+        if current is not None:
+            raise BatchBusyError(busy_text(current))
 
 
 def _what_it_does(preview: BatchPreview) -> str:

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from collections.abc import Sequence
 from html import escape
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -276,13 +277,20 @@ def reason_rank(row: LeftOutCharge) -> tuple[int, str, str]:
     return rank, row.target.client_name.casefold(), row.target.number
 
 
+def target_columns() -> list[Column[Any]]:
+    """Client, invoice and amount of a preview row (a PlannedCharge or a LeftOutCharge: both have `target`)."""
+    return [
+        Column("Client", lambda r: r.target.client_name, lambda r: r.target.client_name.casefold(),
+               tooltip=lambda r: r.target.client_name),
+        Column("Invoice", lambda r: short_number(r.target.number), lambda r: r.target.number,
+               tooltip=lambda r: r.target.number),
+        Column("Amount", lambda r: money(r.target.amount_cents, r.target.currency), lambda r: r.target.amount_cents,
+               align_right=True),
+    ]
+
+
 LEFT_OUT_COLUMNS: list[Column[LeftOutCharge]] = [
-    Column("Client", lambda r: r.target.client_name, lambda r: r.target.client_name.casefold(),
-           tooltip=lambda r: r.target.client_name),
-    Column("Invoice", lambda r: short_number(r.target.number), lambda r: r.target.number,
-           tooltip=lambda r: r.target.number),
-    Column("Amount", lambda r: money(r.target.amount_cents, r.target.currency), lambda r: r.target.amount_cents,
-           align_right=True),
+    *target_columns(),
     Column("Reason", lambda r: r.reason.label, reason_rank, tooltip=lambda r: r.detail),
     Column("Next retry", lambda r: r.next_retry_on.isoformat() if r.next_retry_on else "",
            lambda r: r.next_retry_on or dt.date.max),

@@ -58,11 +58,9 @@ from mspbill.batch.run import (
     RunRow,
     list_runs,
     run_batch,
+    run_is_dead,  # the lock's own rule: its process is gone
     run_report,
     running_run,
-)
-from mspbill.batch.run import (
-    _run_is_dead as run_is_dead,  # the lock's own rule: its process is gone
 )
 from mspbill.db.models import (
     Client,
@@ -89,6 +87,7 @@ from ui.month_end_dialogs import (
     plural,
     processor_unusable,
     short_number,
+    target_columns,
     unusable_processor_text,
     what_text,
 )
@@ -220,12 +219,7 @@ class ProgressBox:
 
 
 CHARGE_COLUMNS: list[Column[PlannedCharge]] = [
-    Column("Client", lambda c: c.target.client_name, lambda c: c.target.client_name.casefold(),
-           tooltip=lambda c: c.target.client_name),
-    Column("Invoice", lambda c: short_number(c.target.number), lambda c: c.target.number,
-           tooltip=lambda c: c.target.number),
-    Column("Amount", lambda c: money(c.target.amount_cents, c.target.currency), lambda c: c.target.amount_cents,
-           align_right=True),
+    *target_columns(),
     Column("Method", lambda c: c.method_label, tooltip=lambda c: c.method_label),
     Column("What", what_text, tooltip=what_text),
 ]

@@ -189,6 +189,9 @@ class BatchPreview:
     def charge_totals(self) -> dict[str, int]:
         return self._totals((c.target.amount_cents, c.target.currency) for c in self.charges)
 
+    def retry_totals(self) -> dict[str, int]:
+        return self._totals((c.target.amount_cents, c.target.currency) for c in self.retries)
+
     def left_out_totals(self) -> dict[str, int]:
         return self._totals((lo.target.amount_cents, lo.target.currency) for lo in self.left_out
                             if lo.reason is not LeftOutReason.PAID_BY_CREDIT)
@@ -258,8 +261,7 @@ def _load_facts(session: Session, mode: ProcessorMode | None, client_ids: Sequen
                 ChargeAttempt.invoice_id.in_(chunk),
                 ChargeAttempt.status.in_([*IN_FLIGHT_STATUSES, ChargeAttemptStatus.DECLINED]))):
             if a.status is ChargeAttemptStatus.DECLINED:
-                failures[a.invoice_id].append(Failure(a.method_id, (a.resolved_at or a.created_at).astimezone().date(),
-                                                      bool(a.decline_hard)))
+                failures[a.invoice_id].append(Failure.of(a))
             else:
                 in_flight[a.invoice_id] = a
         for ap in session.scalars(select(ChargeApproval).where(ChargeApproval.invoice_id.in_(chunk))):

@@ -14,6 +14,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from mspbill.db.models import ChargeAttempt
 from mspbill.validation import Issue, ValidationError
 
 DEFAULT_RETRY_DAYS: tuple[int, ...] = (3, 5, 7)
@@ -61,6 +62,12 @@ class Failure:
     method_id: str
     on: dt.date
     hard: bool
+
+    @classmethod
+    def of(cls, attempt: ChargeAttempt) -> Failure:
+        """A declined attempt, on the office's date (not UTC's) of its answer."""
+        return cls(attempt.method_id, (attempt.resolved_at or attempt.created_at).astimezone().date(),
+                   bool(attempt.decline_hard))
 
 
 @dataclass(frozen=True)

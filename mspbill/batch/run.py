@@ -245,7 +245,7 @@ def _pid_alive(pid: int) -> bool:
 _LIVE_RUNS: set[tuple[int, dt.datetime]] = set()
 
 
-def _run_is_dead(run: BatchRun, now: dt.datetime) -> bool:
+def run_is_dead(run: BatchRun, now: dt.datetime) -> bool:
     if run.host == socket.gethostname():
         if run.pid == os.getpid():
             return (run.id, run.started_at) not in _LIVE_RUNS
@@ -255,7 +255,7 @@ def _run_is_dead(run: BatchRun, now: dt.datetime) -> bool:
     return now - run.heartbeat_at > HEARTBEAT_STALE
 
 
-def _busy_text(run: BatchRun) -> str:
+def busy_text(run: BatchRun) -> str:
     label = Month(int(run.period[:4]), int(run.period[5:])).label
     local = run.started_at.astimezone()
     here = run.host == socket.gethostname()
@@ -270,6 +270,12 @@ def running_run(session: Session) -> BatchRun | None:
     return session.scalar(select(BatchRun).where(BatchRun.status == BatchRunStatus.RUNNING).limit(1))
 
 
+def live_run(session: Session, now: dt.datetime | None = None) -> BatchRun | None:
+    """The run under way whose process is still there (one that died is free to take over)."""
+    current = running_run(session)
+    return current if current is not None and not run_is_dead(current, now or utcnow()) else None
+
+
 def acquire_run(db: Database, month: Month, mode: ProcessorMode | None, now: dt.datetime | None = None
                 ) -> tuple[int, int | None]:
     """Take the office's run lock: (run id, id of a dead run taken over).  BatchBusyError if held."""
@@ -279,8 +285,8 @@ def acquire_run(db: Database, month: Month, mode: ProcessorMode | None, now: dt.
             taken_over: int | None = None
             current = running_run(s)
             if current is not None:
-                if not _run_is_dead(current, now):
-                    raise BatchBusyError(_busy_text(current))
+                if not run_is_dead(current, now):
+                    raise BatchBusyError(busy_text(current))
                 current.status, current.finished_at = BatchRunStatus.INTERRUPTED, now
                 current.message = (f"Interrupted: its process on {current.host or 'a workstation'} stopped "
                                    "(closed, crashed or asleep); a later run took over.")[:1000]
@@ -309,7 +315,7 @@ def acquire_run(db: Database, month: Month, mode: ProcessorMode | None, now: dt.
         # Another process took the lock between our check and our insert (PostgreSQL).
         with db.session() as s:
             current = running_run(s)
-            raise BatchBusyError(_busy_text(current) if current else
+            raise BatchBusyError(busy_text(current) if current else
                                  "Another month-end run started at the same moment; wait for it to finish.") from None
 
 
@@ -938,8 +944,7 @@ def run_report(session: Session, run_id: int) -> BatchReport:
     if declined_ids:
         for a in session.scalars(select(ChargeAttempt).where(ChargeAttempt.invoice_id.in_(declined_ids),
                                                              ChargeAttempt.status == ChargeAttemptStatus.DECLINED)):
-            failures.setdefault(a.invoice_id, []).append(
-                Failure(a.method_id, (a.resolved_at or a.created_at).astimezone().date(), bool(a.decline_hard)))
+            failures.setdefault(a.invoice_id, []).append(Failure.of(a))
     schedule = retry_schedule(session)
     status_names = {ChargeAttemptStatus.SUCCEEDED: "succeeded", ChargeAttemptStatus.PROCESSING: "processing",
                     ChargeAttemptStatus.DECLINED: "failed", ChargeAttemptStatus.UNKNOWN: "unknown",
@@ -1044,11 +1049,11 @@ def batch_sync(db: Database, gateway: Gateway, now: dt.datetime | None = None) -
 
     now = now or utcnow()
     with db.session() as s:
-        current = running_run(s)
-        if current is not None and not _run_is_dead(current, now):
+        current = live_run(s, now)
+        if current is not None:
             # The run resolves, settles and sends its own; asking beside it would only spend its
             # request budget (and queue its receipts under another name).
-            raise BatchBusyError(_busy_text(current).replace("Wait for it to finish",
+            raise BatchBusyError(busy_text(current).replace("Wait for it to finish",
                                                              "The sync waits for it to finish", 1))
     report = BatchSyncReport(sync_all(db, gateway, now))
     # A hard decline found out only now (a debit that bounced, an unknown outcome resolved): ask too.

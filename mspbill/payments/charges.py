@@ -424,9 +424,8 @@ def autopay_state(session: Session, inv: Invoice, today: dt.date | None = None) 
         from mspbill.batch.plan import retry_schedule
         from mspbill.batch.retries import Failure, RetryKind, retry_decision
 
-        failures = [Failure(a.method_id, (a.resolved_at or a.created_at).astimezone().date(), bool(a.decline_hard))
-                    for a in session.scalars(select(ChargeAttempt).where(
-                        ChargeAttempt.invoice_id == inv.id, ChargeAttempt.status == ChargeAttemptStatus.DECLINED))]
+        failures = [Failure.of(a) for a in session.scalars(select(ChargeAttempt).where(
+            ChargeAttempt.invoice_id == inv.id, ChargeAttempt.status == ChargeAttemptStatus.DECLINED))]
         decision = retry_decision(failures, method.method_id, retry_schedule(session), today)
         if decision.kind in (RetryKind.EXHAUSTED, RetryKind.HARD):
             # Every retry of the schedule failed: nothing will charge it again by itself.
