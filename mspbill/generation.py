@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, cast
 
@@ -115,10 +115,14 @@ class PlannedInvoice:
     totals: Totals
     prorated: bool
     adjusted: bool
+    # Late fees waiting for the client's next invoice that ride on this one (their lines are last).
+    late_fee_ids: tuple[int, ...] = ()
 
     @property
     def notes(self) -> str:
         parts = []
+        if self.late_fee_ids:
+            parts.append("late fee" if len(self.late_fee_ids) == 1 else "late fees")
         if self.prorated:
             parts.append("prorated")
         if not any(ln.kind is LineKind.SERVICE for ln in self.lines):
@@ -466,7 +470,27 @@ def plan_period(session: Session, month: Month, *, agreement_ids: Iterable[int] 
             prorated=any(ln.service_end is not None and ln.service_start is not None
                          and (ln.service_end - ln.service_start).days + 1 < period.days for ln in lines),
             adjusted=bool(adjustments)))
+    _add_late_fees(session, plan)
     return plan
+
+
+def _add_late_fees(session: Session, plan: GenerationPlan) -> None:
+    """Put each client's pending late fees on its first invoice of the plan (untaxed, no discount)."""
+    from mspbill.collections.late_fees import pending_fees
+
+    if not plan.invoices:
+        return
+    waiting = pending_fees(session, [inv.client_id for inv in plan.invoices])
+    for index, inv in enumerate(plan.invoices):
+        fees = [f for f in waiting.pop(inv.client_id, []) if f.currency == inv.currency]
+        if not fees:
+            continue
+        fee_lines = tuple(PlannedLine(LineKind.ITEM, f.description, QUANTITY_SCALE, f.amount_cents, f.amount_cents,
+                                      False) for f in fees)
+        lines = inv.lines + fee_lines
+        plan.invoices[index] = replace(
+            inv, lines=lines, late_fee_ids=tuple(f.id for f in fees),
+            totals=compute_totals(((ln.amount_cents, ln.taxable) for ln in lines), inv.tax_rate_percent))
 
 
 @dataclass(frozen=True)
@@ -568,6 +592,7 @@ def generate_period(session: Session, month: Month) -> GenerationResult:
                 "terms_unit_price_cents": ln.terms_unit_price_cents})
     # Plain executemany: the ORM's bulk path adds nothing for rows nobody loads here.
     session.execute(insert(_table(InvoiceLine)), line_rows)
+    _link_late_fees(session, ids, plan.invoices)
     actor = audit.current_actor()
     session.execute(insert(_table(AuditEntry)), [{
         "actor": actor, "action": "invoice.generated", "entity_type": "invoice", "entity_id": invoice_id,
@@ -578,6 +603,22 @@ def generate_period(session: Session, month: Month) -> GenerationResult:
     _settle(session, plan)
     session.expire_all()
     return GenerationResult(plan, ids)
+
+
+def _link_late_fees(session: Session, ids: list[int], invoices: list[PlannedInvoice]) -> None:
+    from mspbill.collections.late_fees import mark_billed
+
+    links = []
+    for invoice_id, inv in zip(ids, invoices, strict=True):
+        if not inv.late_fee_ids:
+            continue
+        first = len(inv.lines) - len(inv.late_fee_ids)
+        positions = {int(position): int(line_id) for position, line_id in session.execute(
+            select(InvoiceLine.position, InvoiceLine.id).where(InvoiceLine.invoice_id == invoice_id,
+                                                              InvoiceLine.position >= first))}
+        links += [(fee_id, invoice_id, positions[first + k]) for k, fee_id in enumerate(inv.late_fee_ids)]
+    if links:
+        mark_billed(session, links)
 
 
 def _table(model: type) -> Table:

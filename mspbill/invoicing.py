@@ -725,13 +725,15 @@ def _credit_lines_for_total(inv: Invoice, reason: str, total_cents: int) -> list
 
 
 def create_credit_note(session: Session, invoice_id: int, reason: str, amount: str | None = None,
-                       issue_date: dt.date | None = None, *, total_cents: int | None = None) -> Invoice:
+                       issue_date: dt.date | None = None, *, total_cents: int | None = None,
+                       untaxed_cents: int | None = None) -> Invoice:
     """Issue a credit note against an issued invoice, now.
 
     With no amount it credits the whole invoice, line by line.  An amount is
     before tax and credited in proportion to the invoice's taxable share, so
     its tax comes back too; `total_cents` instead gives the total with tax (a
-    credit note that matches a refund).  The credit reduces the invoice's balance first;
+    credit note that matches a refund); `untaxed_cents` credits exactly that on one
+    untaxed line (a waived late fee, which was never taxed).  The credit reduces the invoice's balance first;
     whatever the invoice no longer owes becomes client credit.
     """
     inv = get_invoice(session, invoice_id)
@@ -744,7 +746,12 @@ def create_credit_note(session: Session, invoice_id: int, reason: str, amount: s
     if room <= 0:
         raise ValidationError([Issue("amount", f"{inv.number} has already been credited in full.")])
     lines: list[dict[str, Any]]
-    if total_cents is not None:
+    if untaxed_cents is not None:
+        if untaxed_cents <= 0:
+            raise ValidationError([Issue("amount", "The credit must be more than zero.")])
+        lines = [{"description": f"Credit: {text}"[:500], "quantity_e4": QUANTITY_SCALE,
+                  "unit_price_cents": untaxed_cents, "amount_cents": untaxed_cents, "taxable": False}]
+    elif total_cents is not None:
         if total_cents <= 0:
             raise ValidationError([Issue("amount", "The credit must be more than zero.")])
         lines = _credit_lines_for_total(inv, text, total_cents)

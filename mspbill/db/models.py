@@ -224,6 +224,9 @@ class Client(Base):
     autopay_discount_percent: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
     # Autopay charges invoices up to this total without asking; above it, approval first. NULL: no cap.
     autopay_cap_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Payment reminders stop for this client while set (the office is talking to them, say).
+    reminders_paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    reminders_pause_note: Mapped[str] = mapped_column(String(500), default="")
     notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[ClientStatus] = mapped_column(
         _enum(ClientStatus, "client_status"), default=ClientStatus.ACTIVE, index=True)
@@ -858,3 +861,126 @@ class Refund(Base):
     actor: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# --- collections: reminders and late fees ---------------------------------------------
+
+
+class LateFeeKind(str, enum.Enum):
+    FLAT = "flat"        # a fixed amount per fee
+    PERCENT = "percent"  # a percentage of the invoice's overdue balance
+
+
+class LateFeeRepeat(str, enum.Enum):
+    ONCE = "once"        # one fee per overdue invoice
+    MONTHLY = "monthly"  # another fee each month the invoice stays unpaid
+
+
+class LateFeePlacement(str, enum.Enum):
+    NEXT_INVOICE = "next_invoice"  # a line on the client's next generated invoice
+    OWN_INVOICE = "own_invoice"    # an invoice of its own, issued at once
+
+
+class CollectionSettings(Base):
+    """Reminders on or off and the late-fee policy; one row (id = 1).  The reminder
+    schedule itself is `reminder_steps`."""
+
+    __tablename__ = "collection_settings"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),
+                      CheckConstraint("late_fee_after_days >= 1", name="fee_after_positive"),
+                      CheckConstraint("late_fee_flat_cents >= 0 AND late_fee_min_balance_cents >= 0",
+                                      name="fee_amounts_not_negative"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reminders_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    late_fee_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    late_fee_kind: Mapped[LateFeeKind] = mapped_column(_enum(LateFeeKind, "late_fee_kind"), default=LateFeeKind.FLAT)
+    late_fee_flat_cents: Mapped[int] = mapped_column(Integer, default=0)
+    late_fee_percent: Mapped[Decimal] = mapped_column(ExactDecimal, default=Decimal(0))
+    late_fee_after_days: Mapped[int] = mapped_column(Integer, default=30)
+    late_fee_repeat: Mapped[LateFeeRepeat] = mapped_column(_enum(LateFeeRepeat, "late_fee_repeat"),
+                                                           default=LateFeeRepeat.ONCE)
+    late_fee_placement: Mapped[LateFeePlacement] = mapped_column(
+        _enum(LateFeePlacement, "late_fee_placement"), default=LateFeePlacement.NEXT_INVOICE)
+    # No fee on an overdue balance below this (0: any balance).
+    late_fee_min_balance_cents: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class ReminderStep(Base):
+    """One step of the reminder schedule: `offset_days` from the due date (−3: three days
+    before; 0: on the day; 7: a week overdue) and the e-mail it sends."""
+
+    __tablename__ = "reminder_steps"
+    __table_args__ = (CheckConstraint("offset_days >= -60 AND offset_days <= 365", name="offset_range"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset_days: Mapped[int] = mapped_column(Integer, unique=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InvoiceReminder(Base):
+    """A reminder step taken for an invoice: at most one per invoice and step, whatever
+    the window, process or workstation (the unique constraint), so running twice a day
+    never sends a step twice."""
+
+    __tablename__ = "invoice_reminders"
+    __table_args__ = (UniqueConstraint("invoice_id", "offset_days", name="uq_invoice_reminders_invoice_offset"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    offset_days: Mapped[int] = mapped_column(Integer)
+    # The day the step fell on (due date + offset) and the day it was queued.
+    step_on: Mapped[dt.date] = mapped_column(Date)
+    queued_on: Mapped[dt.date] = mapped_column(Date)
+    # queued: in the outbox (or sent: see the message); withdrawn: paid before it went out.
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"), nullable=True)
+    sent_to: Mapped[str] = mapped_column(String(EMAILS_MAX), default="")
+    balance_cents: Mapped[int] = mapped_column(Integer, default=0)
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LateFee(Base):
+    """A late fee assessed on an overdue invoice.  Pending until it is billed (a line on
+    the client's next invoice, or an invoice of its own); waived with a reason at any
+    time (a billed one through a credit note, house rule 7).  At most one per invoice
+    and sequence number (1 for "once"; 1, 2, 3… for monthly fees)."""
+
+    __tablename__ = "late_fees"
+    __table_args__ = (UniqueConstraint("invoice_id", "sequence", name="uq_late_fees_invoice_sequence"),
+                      CheckConstraint("amount_cents > 0", name="amount_positive"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=1)
+    assessed_on: Mapped[dt.date] = mapped_column(Date)
+    days_overdue: Mapped[int] = mapped_column(Integer)
+    basis_cents: Mapped[int] = mapped_column(Integer)     # the overdue balance it was worked out on
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    description: Mapped[str] = mapped_column(String(500))
+    placement: Mapped[LateFeePlacement] = mapped_column(_enum(LateFeePlacement, "late_fee_placement"))
+    # Where it is billed: the invoice and its line (a draft's line goes when the draft is deleted).
+    billed_invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="SET NULL"),
+                                                          nullable=True, index=True)
+    billed_line_id: Mapped[int | None] = mapped_column(ForeignKey("invoice_lines.id", ondelete="SET NULL"),
+                                                       nullable=True)
+    waived_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    waived_by: Mapped[str] = mapped_column(String(100), default="")
+    waive_reason: Mapped[str] = mapped_column(String(500), default="")
+    waive_credit_note_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"),
+                                                             nullable=True)
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def status(self) -> str:
+        if self.waived_at is not None:
+            return "waived"
+        return "billed" if self.billed_invoice_id is not None else "pending"

@@ -66,6 +66,9 @@ from mspbill.validation import Issue, ValidationError
 log = logging.getLogger(__name__)
 
 KIND_INVOICE = "invoice"
+# Reminders (collections.reminders) follow up an invoice; they are not its e-mail: they
+# neither count as the invoice having been sent nor show as its e-mail status.
+KIND_REMINDER = "reminder"
 # Minutes to wait after the 1st, 2nd, … failed attempt; then hourly, for ever.
 BACKOFF_MINUTES = (1, 5, 15, 30)
 LATER_MINUTES = 60
@@ -251,7 +254,8 @@ def queue_invoice_email(session: Session, invoice_id: int, *, now: dt.datetime |
         raise ValidationError(issues)
     assert settings is not None
     waiting = session.scalar(select(OutboxMessage).where(
-        OutboxMessage.invoice_id == inv.id, OutboxMessage.status == OutboxStatus.QUEUED)
+        OutboxMessage.invoice_id == inv.id, OutboxMessage.status == OutboxStatus.QUEUED,
+        OutboxMessage.kind == KIND_INVOICE)
         .order_by(OutboxMessage.id.desc()).limit(1))
     if waiting is not None:
         emails = inv.client.email_list
@@ -269,7 +273,8 @@ _NOT_BULKY = (defer(OutboxMessage.body), defer(OutboxMessage.attachment_data))
 
 def _latest_messages(session: Session, invoice_ids: Sequence[int] | None) -> dict[int, OutboxMessage]:
     latest: dict[int, OutboxMessage] = {}
-    newest = (select(func.max(OutboxMessage.id)).where(OutboxMessage.invoice_id.is_not(None))
+    newest = (select(func.max(OutboxMessage.id)).where(OutboxMessage.invoice_id.is_not(None),
+                                                       OutboxMessage.kind != KIND_REMINDER)
               .group_by(OutboxMessage.invoice_id))
     chunks: Iterable[Sequence[int] | None]
     if invoice_ids is None:
@@ -297,7 +302,8 @@ def _already_reason(msg: OutboxMessage) -> str:
 
 # What "unsent" means, for queue_unsent_invoices and count_unsent_invoices alike.
 _ISSUED = Invoice.status.in_([InvoiceStatus.OPEN, InvoiceStatus.PAID])
-_EVER_QUEUED = select(OutboxMessage.id).where(OutboxMessage.invoice_id == Invoice.id).exists()
+_EVER_QUEUED = select(OutboxMessage.id).where(OutboxMessage.invoice_id == Invoice.id,
+                                              OutboxMessage.kind != KIND_REMINDER).exists()
 
 
 @dataclass(frozen=True)
@@ -548,6 +554,22 @@ def _claim(db: Database, message_id: int, now: dt.datetime, explicit: bool) -> _
                         m.attachment_data)
 
 
+def _withdrawn(db: Database, c: _Claimed, now: dt.datetime) -> bool:
+    """A reminder whose invoice was paid, voided or paused since it was queued is withdrawn, not sent."""
+    from mspbill.collections.reminders import withdraw_message, withdraw_reason
+
+    if c.invoice_id is None:
+        return False
+    with db.write_session() as s, s.begin():
+        reason = withdraw_reason(s, c.invoice_id, now.astimezone().date())
+        m = s.get(OutboxMessage, c.id)
+        if reason is None or m is None:
+            return False
+        withdraw_message(s, m, reason)
+    log.info("outbox message %s withdrawn before sending: %s", c.id, reason)
+    return True
+
+
 def _attachments(db: Database, c: _Claimed) -> tuple[list[Attachment], str | None]:
     """The attachments and the invoice number, as of now; MailError(permanent) when it cannot be built."""
     attachments: list[Attachment] = []
@@ -704,6 +726,8 @@ def send_outbox(db: Database, password: PasswordSource, *, message_ids: list[int
                 break
             claimed = _claim(db, message_id, clock(), explicit)
             if claimed is None:
+                continue
+            if claimed.kind == KIND_REMINDER and _withdrawn(db, claimed, clock()):
                 continue
             report(done, f"Sending to {', '.join(claimed.to)}…")
             number: str | None = None

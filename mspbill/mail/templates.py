@@ -97,31 +97,33 @@ VOID_WORDING = "No payment is due; this invoice has been voided."
 _FORMATTER = string.Formatter()
 
 
-def allowed_list() -> str:
-    return ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+def allowed_list(allowed: dict[str, str] | None = None) -> str:
+    return ", ".join("{" + name + "}" for name in (allowed or PLACEHOLDERS))
 
 
-def check_template(text: str, field: str, what: str, issues: list[Issue]) -> None:
-    """Add an Issue for an unbalanced brace or any placeholder not in PLACEHOLDERS."""
+def check_template(text: str, field: str, what: str, issues: list[Issue],
+                   allowed: dict[str, str] | None = None) -> None:
+    """Add an Issue for an unbalanced brace or any placeholder not in `allowed` (default PLACEHOLDERS)."""
+    allowed = allowed or PLACEHOLDERS
     try:
         parsed = list(_FORMATTER.parse(text))
     except ValueError as exc:
         # "Single '}' encountered in format string", "expected '}' before end of string"
         issues.append(Issue(field, f"The {what} has an unbalanced brace ({exc}). Placeholders are written "
                                    f"in braces, such as {{number}}; write {{{{ or }}}} for a literal brace. "
-                                   f"Allowed: {allowed_list()}."))
+                                   f"Allowed: {allowed_list(allowed)}."))
         return
     unknown: list[str] = []
     for _literal, name, spec, conversion in parsed:
         if name is None:
             continue
         shown = "{" + name + ("!" + conversion if conversion else "") + (":" + spec if spec else "") + "}"
-        if (name not in PLACEHOLDERS or spec or conversion) and shown not in unknown:
+        if (name not in allowed or spec or conversion) and shown not in unknown:
             unknown.append(shown)
     if unknown:
         listed = ", ".join(unknown)
         noun = "placeholder" if len(unknown) == 1 else "placeholders"
-        issues.append(Issue(field, f"The {what} uses the unknown {noun} {listed}. Allowed: {allowed_list()}."))
+        issues.append(Issue(field, f"The {what} uses the unknown {noun} {listed}. Allowed: {allowed_list(allowed)}."))
 
 
 def render(template: str, values: dict[str, str]) -> str:
