@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mspbill import __version__, cli_batch, cli_documents, cli_payments
+from mspbill import __version__, cli_batch, cli_collections, cli_documents, cli_payments, cli_reports
 from mspbill.context import AppContext, open_context
 from mspbill.db.models import QUANTITY_SCALE
 from mspbill.db.schema import DatabaseOpenError
@@ -585,6 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_invoice_commands(sub)
     _add_payment_commands(sub)
     cli_batch.add_batch_commands(sub)
+    cli_collections.add_collections_commands(sub)
+    cli_reports.add_report_commands(sub)
     cli_documents.add_mail_commands(sub)
     cli_documents.add_key_commands(sub)
 

@@ -253,7 +253,7 @@ def _billing_history(session: Session, rng: random.Random, today: dt.date) -> tu
             assert number is not None and issue_date is not None and due_date is not None  # issued
             autopay = inv.client_id in autopay_clients
             payment = _demo_payment(rng, number, total, issue_date, due_date, inv.currency, autopay, ago,
-                                    today)
+                                    today, inv.client_id)
             if payment is None:
                 if not goodwill_done and not autopay and ago == HISTORY_MONTHS and total >= 500_00:
                     # One client complained about an outage; the office credited part of the invoice.
@@ -273,7 +273,7 @@ def _billing_history(session: Session, rng: random.Random, today: dt.date) -> tu
 
 
 def _demo_payment(rng: random.Random, number: str, total: int, issue_date: dt.date, due_date: dt.date,
-                  currency: str, autopay: bool, months_ago: int, today: dt.date
+                  currency: str, autopay: bool, months_ago: int, today: dt.date, client_id: int = 0
                   ) -> tuple[str, PaymentMethod, str, dt.date] | None:
     """(amount, method, reference, date received) of the payment an invoice got, or None: still open."""
     amount = format_amount(total, currency, symbol=False)
@@ -286,7 +286,16 @@ def _demo_payment(rng: random.Random, number: str, total: int, issue_date: dt.da
     if rng.random() >= _PAID_SHARE.get(months_ago, 0.9):
         return None
     terms = (due_date - issue_date).days
-    received = issue_date + dt.timedelta(days=rng.randint(5, terms + 25))
+    # Most clients pay within their terms, some a little late, a few chronically late (the
+    # Dashboard's payment behaviour has real differences to show).
+    profile = client_id % 10
+    if profile <= 5:
+        low, high = 5, max(6, terms - 1)
+    elif profile <= 8:
+        low, high = max(5, terms - 5), terms + 12
+    else:
+        low, high = terms + 10, terms + 45
+    received = issue_date + dt.timedelta(days=rng.randint(low, high))
     if received > today:
         return None  # not paid yet
     roll = rng.random()

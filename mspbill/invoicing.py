@@ -658,6 +658,9 @@ def void_invoice(session: Session, invoice_id: int, reason: str) -> Invoice:
     audit.record(session, "invoice.voided", "invoice", inv.id,
                  f"Voided {inv.number} (was {before.value}): {text}{note}")
     session.flush()
+    from mspbill.collections.late_fees import carrier_voided
+
+    carrier_voided(session, inv, text)
     return inv
 
 

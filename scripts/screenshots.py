@@ -203,12 +203,17 @@ def main(*args: str) -> int:
         window = MainWindow(ctx, ops)
         window.resize(1280, 800)
         window.show()
-        for name in ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Outbox", "Settings"):
+        for name in ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Outbox", "Collections",
+                     "Reports", "Settings"):
             if wanted(name.lower()):
                 window.go(name)
                 settle(ops)
+                if name == "Reports":
+                    # With a client picked, so the drill-down to its open invoices shows.
+                    window.reports.aging.table.selectRow(1)
+                    settle(ops)
                 grab(window, out / f"{name.lower()}.png")
-        for tab in ("E-mail", "Payments"):
+        for tab in ("E-mail", "Payments", "Collections"):
             name = f"settings-{tab.lower().replace('-', '')}"
             if wanted(name):
                 window.go("Settings")

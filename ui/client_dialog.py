@@ -36,7 +36,9 @@ from mspbill.clients import (
     update_client,
     validate_client,
 )
+from mspbill.collections.reminders import NOTE_MAX, set_reminders_paused
 from mspbill.company import get_company
+from mspbill.db.models import Client
 from mspbill.money import COMMON_CURRENCIES, format_amount, format_decimal
 from mspbill.validation import ValidationError
 from ui.ops import Ops
@@ -74,6 +76,12 @@ def _with_note(editor: QWidget, unit: str, note: str) -> tuple[QWidget, QLabel]:
     layout.addWidget(label)
     return box, label
 
+def reminder_pause(session: Session, client_id: int) -> tuple[bool, str]:
+    """Whether the client's payment reminders are paused, and the note saying why."""
+    client = session.get(Client, client_id)
+    return (bool(client.reminders_paused), client.reminders_pause_note or "") if client else (False, "")
+
+
 CONTACT_COLUMNS = ("Name", "Role", "E-mail", "Phone")
 
 
@@ -96,6 +104,7 @@ class ClientDialog(QDialog):
         if client_id is not None:
             self._set_enabled(False)
             ops.read(self, lambda s: client_detail(s, client_id), self._load)
+            ops.read(self, lambda s: reminder_pause(s, client_id), self._load_pause)
             self._add_payments_tab(client_id)
 
     # --- building ---
@@ -147,6 +156,22 @@ class ClientDialog(QDialog):
                                   "your approval (Charge now). Empty: no cap.")
         b.add("autopay_cap", "Autopay cap", cap_box)
         b.rows["autopay_cap"].editor = self.autopay_cap
+        pause_box = QWidget()
+        pause_layout = QVBoxLayout(pause_box)
+        pause_layout.setContentsMargins(0, 0, 0, 0)
+        pause_layout.setSpacing(2)
+        self.reminders_paused = QCheckBox("Pause payment reminders")
+        self.reminders_paused.setToolTip("No payment reminder is queued for this client while paused; those "
+                                         "waiting in the Outbox are withdrawn. Late fees are not affected.")
+        self.pause_note = QLineEdit()
+        self.pause_note.setMaxLength(NOTE_MAX)
+        self.pause_note.setPlaceholderText("why, e.g. “Disputed invoice; call on 5 Dec”")
+        self.pause_note.setEnabled(False)
+        self.reminders_paused.toggled.connect(self.pause_note.setEnabled)
+        pause_layout.addWidget(self.reminders_paused)
+        pause_layout.addWidget(self.pause_note)
+        b.add("note", "Reminders", pause_box)
+        b.rows["note"].editor = self.pause_note
         self.notes = QPlainTextEdit()
         self.notes.setPlaceholderText("Internal notes (not printed on invoices)")
         b.add("notes", "Notes", self.notes)
@@ -264,6 +289,12 @@ class ClientDialog(QDialog):
             self.setWindowTitle(f"Edit client (archived) — {d.legal_name}")
         self._set_enabled(True)
 
+    def _load_pause(self, pause: tuple[bool, str]) -> None:
+        paused, note = pause
+        self._loaded_pause = (paused, note)
+        self.reminders_paused.setChecked(paused)
+        self.pause_note.setText(note)
+
     # --- reading and checking ---
     def draft(self) -> ClientDraft:
         def cell(r: int, c: int) -> str:
@@ -331,11 +362,21 @@ class ClientDialog(QDialog):
         self.show_issues({})
         self._set_enabled(False)
         client_id = self.client_id
+        paused, pause_note = self.reminders_paused.isChecked(), self.pause_note.text()
+        # Only a change made in this window is written: a pause set meanwhile elsewhere (the
+        # Collections screen, the command line, another workstation) is not undone by saving
+        # the address, nor by saving before the pause was read.
+        loaded = getattr(self, "_loaded_pause", None)
+        changed = (paused, pause_note) != loaded if loaded is not None else (client_id is None and paused)
 
         def work(session: Session) -> int:
             if client_id is None:
-                return create_client(session, draft).id
-            return update_client(session, client_id, draft).id
+                saved_id = create_client(session, draft).id
+            else:
+                saved_id = update_client(session, client_id, draft).id
+            if changed:
+                set_reminders_paused(session, saved_id, paused, pause_note)
+            return saved_id
 
         self.ops.save_form(self, work, self._saved, show_issues=self.show_issues,
                            re_enable=lambda: self._set_enabled(True), label="Saving client")

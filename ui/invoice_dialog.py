@@ -4,6 +4,7 @@ payment, check a charge's status) and its PDF (preview, print, save)."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
@@ -26,7 +27,9 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session
 
-from mspbill.db.models import IN_FLIGHT_STATUSES
+from mspbill.collections.late_fees import FeeRow, list_fees
+from mspbill.collections.reminders import InvoiceReminders, invoice_reminders
+from mspbill.db.models import IN_FLIGHT_STATUSES, Invoice, InvoiceKind
 from mspbill.invoicing import InvoiceDetail, invoice_detail
 from mspbill.money import format_amount, format_decimal
 from mspbill.payments.charges import (
@@ -80,6 +83,36 @@ def processor_facts(session: Session, invoice_id: int) -> ProcessorFacts:
     ids = refundable_payment_ids(session, invoice_id=invoice_id)
     return ProcessorFacts(office_mode(session), attempts_for_invoice(session, invoice_id), ids,
                           refunded_by_payment(session, sorted(ids)) if ids else {})
+
+
+REMINDER_STATUS = {"sent": "Sent", "queued": "In the Outbox", "failed": "Failed", "withdrawn": "Withdrawn",
+                   "skipped": "Skipped", "due": "Due now", "upcoming": "Upcoming"}
+FEE_STATUS = {"pending": "Pending", "billed": "Billed", "waived": "Waived"}
+
+
+def collections_today() -> dt.date:
+    """The day the reminders section is worked out for (tests replace it)."""
+    return dt.date.today()
+
+
+@dataclass(frozen=True)
+class CollectionFacts:
+    """What the Reminders & late fees tab shows: the invoice's reminders (taken, missed, to
+    come) and its late fees: those charged for it being late and those billed on it."""
+
+    reminders: InvoiceReminders
+    fees: tuple[FeeRow, ...]
+
+
+def collection_facts(session: Session, invoice_id: int, today: dt.date) -> CollectionFacts | None:
+    """None for a credit note, or an invoice deleted meanwhile."""
+    inv = session.get(Invoice, invoice_id)
+    if inv is None or inv.kind is InvoiceKind.CREDIT_NOTE:
+        return None
+    fees = {f.id: f for f in list_fees(session, invoice_id=invoice_id)}
+    fees.update({f.id: f for f in list_fees(session, billed_on=invoice_id)})
+    return CollectionFacts(invoice_reminders(session, invoice_id, today),
+                           tuple(sorted(fees.values(), key=lambda f: (f.assessed_on, f.id))))
 
 
 def _table(headers: tuple[str, ...], right: tuple[int, ...] = (), center: tuple[int, ...] = ()) -> QTableWidget:
@@ -218,6 +251,8 @@ class InvoiceDialog(QDialog):
         self.tabs.addTab(self.history, "History")
         self.charges_page = _with_buttons(self.charges, self.check_status_button)
         self.tabs.addTab(self.charges_page, "Charges")
+        self.tabs.addTab(self._build_collections_page(), "Reminders && late fees")
+        self.tabs.setTabVisible(4, False)
         layout.addWidget(self.tabs, 2)
 
         buttons = QHBoxLayout()
@@ -249,11 +284,104 @@ class InvoiceDialog(QDialog):
         layout.addLayout(buttons)
         self._set_actions(None)
 
+    def _build_collections_page(self) -> QWidget:
+        self.collection_facts: CollectionFacts | None = None
+        page = QWidget()
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(6, 6, 6, 0)
+        layout.setSpacing(4)
+        self.reminder_summary = QLabel()
+        self.reminder_summary.setWordWrap(True)
+        self.reminder_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.reminder_summary)
+        self.reminders_table = _table(("Reminder", "On", "Status", "Detail"))
+        header = self.reminders_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((0, 150), (1, 90), (2, 100)):
+            self.reminders_table.setColumnWidth(col, width)
+        self.reminders_table.verticalHeader().setDefaultSectionSize(24)
+        layout.addWidget(self.reminders_table, 2)
+        self.fees_heading = QLabel("Late fees")
+        self.fees_heading.setStyleSheet("font-weight: 600;")
+        layout.addWidget(self.fees_heading)
+        self.fees_table = _table(("Assessed", "Fee on", "Amount", "Status", "Billed on / reason"), right=(2,))
+        header = self.fees_table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((0, 90), (1, 100), (2, 90), (3, 75)):
+            self.fees_table.setColumnWidth(col, width)
+        self.fees_table.itemSelectionChanged.connect(self._update_waive_button)
+        self.waive_button = QPushButton("Waive…")
+        self.waive_button.setToolTip("Waive the selected late fee, with a reason (a billed fee is credited)")
+        self.waive_button.clicked.connect(lambda: self.waive_selected_fee())
+        self.fees_page = _with_buttons(self.fees_table, self.waive_button)
+        self.fees_table.verticalHeader().setDefaultSectionSize(24)
+        layout.addWidget(self.fees_page, 1)
+        self.no_fees = QLabel("No late fees on this invoice.")
+        self.no_fees.setStyleSheet("color: #5f6368;")
+        layout.addWidget(self.no_fees)
+        return page
+
     # --- data ---
     def reload(self) -> None:
         invoice_id = self.invoice_id
         self.ops.read(self, lambda s: (invoice_detail(s, invoice_id), processor_facts(s, invoice_id)),
                       lambda result: self._show(*result), label="Loading invoice")
+        today = collections_today()
+        self.ops.read(self, lambda s: collection_facts(s, invoice_id, today),
+                      self._show_collections, label="Loading the invoice's reminders")
+
+    def _show_collections(self, facts: CollectionFacts | None) -> None:
+        self.collection_facts = facts
+        self.tabs.setTabVisible(4, facts is not None)
+        if facts is None:
+            return
+        rows = facts.reminders.rows
+        self.reminder_summary.setText(facts.reminders.summary)
+        _fill(self.reminders_table, [
+            [r.label, r.step_on.isoformat(), REMINDER_STATUS.get(r.status, r.status), r.detail] for r in rows])
+        self.reminders_table.setVisible(bool(rows))
+        fees = facts.fees
+        _fill(self.fees_table, [
+            [f.assessed_on.isoformat(), f.invoice_number, format_amount(f.amount_cents, f.currency),
+             FEE_STATUS.get(f.status, f.status), f.where] for f in fees])
+        for r, f in enumerate(fees):
+            item = self.fees_table.item(r, 4)
+            if item is not None:
+                item.setToolTip(f"{f.description}\n{f.where}")
+        self.fees_heading.setVisible(bool(fees))
+        self.fees_page.setVisible(bool(fees))
+        self.no_fees.setVisible(not fees)
+        taken = sum(1 for r in rows if r.status in ("sent", "queued", "failed", "withdrawn"))
+        counts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((taken, "reminder"), (len(fees), "fee")) if n]
+        self.tabs.setTabText(4, "Reminders && late fees" + (f" ({', '.join(counts)})" if counts else ""))
+        self._update_waive_button()
+
+    def selected_fee(self) -> FeeRow | None:
+        rows = {i.row() for i in self.fees_table.selectedIndexes()}
+        facts = self.collection_facts
+        if facts is None or len(rows) != 1:
+            return None
+        row = rows.pop()
+        return facts.fees[row] if row < len(facts.fees) else None
+
+    def _update_waive_button(self) -> None:
+        fee = self.selected_fee()
+        self.waive_button.setEnabled(fee is not None and fee.status != "waived")
+
+    def waive_selected_fee(self) -> bool:
+        from ui.collections_screen import waive_with_reason
+
+        fee = self.selected_fee()
+        if fee is None:
+            return False
+
+        def waived(text: str) -> None:
+            show_notice(self.pdf_notice, text, "ok")
+            self._after()
+
+        return waive_with_reason(self.ops, self, fee, collections_today(), waived)
 
     def _show(self, d: InvoiceDetail, processor: ProcessorFacts | None = None) -> None:
         if processor is not None:

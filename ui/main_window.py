@@ -36,7 +36,11 @@ from mspbill import __version__
 from mspbill.company import CompanySnapshot, company_snapshot
 from mspbill.context import AppContext
 from ui.agreements_screen import AgreementsScreen
+from ui.client_dialog import ClientDialog
 from ui.clients_screen import ClientsScreen
+from ui.collections_screen import CollectionsScreen
+from ui.collections_sync import CollectionsSync
+from ui.dashboard_screen import DashboardScreen
 from ui.email_actions import EmailRunner, SendOutcome
 from ui.email_actions import status_text as mail_status_text
 from ui.invoices_screen import InvoicesScreen
@@ -46,9 +50,10 @@ from ui.outbox_screen import OutboxScreen
 from ui.payment_sync import PaymentSync
 from ui.payment_widgets import ModeBadge, PaymentSession
 from ui.payments_screen import PaymentsScreen
-from ui.screens import COMING, ComingScreen, DashboardScreen, SettingsScreen
+from ui.reports_screen import ReportsScreen
+from ui.screens import COMING, ComingScreen, SettingsScreen
 
-NAV = ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Outbox", "Month-end", "Reports", "Settings")
+NAV = ("Dashboard", "Clients", "Agreements", "Invoices", "Payments", "Outbox", "Collections", "Month-end", "Reports", "Settings")
 _ICONS = {
     "Dashboard": QStyle.StandardPixmap.SP_ComputerIcon,
     "Clients": QStyle.StandardPixmap.SP_DirHomeIcon,
@@ -56,6 +61,7 @@ _ICONS = {
     "Invoices": QStyle.StandardPixmap.SP_FileIcon,
     "Payments": QStyle.StandardPixmap.SP_DialogApplyButton,
     "Outbox": None,  # an envelope, drawn (the style has none)
+    "Collections": QStyle.StandardPixmap.SP_BrowserReload,  # following up, again and again
     "Month-end": QStyle.StandardPixmap.SP_MediaPlay,
     "Reports": QStyle.StandardPixmap.SP_FileDialogContentsView,
     "Settings": QStyle.StandardPixmap.SP_FileDialogInfoView,
@@ -120,13 +126,17 @@ class MainWindow(QMainWindow):
         # The one e-mail runner of this window: screens and dialogs reach it with EmailRunner.for_ops(ops).
         self.email_runner = EmailRunner.for_ops(ops)
         self.outbox = OutboxScreen(ops, self.email_runner)
+        self.collections = CollectionsScreen(ops)
         self.month_end = MonthEndScreen(ops, ctx.paths.backup_dir)
+        self.reports = ReportsScreen(ops)
         self.settings = SettingsScreen(ops, ctx)
         self.screens: dict[str, QWidget] = {
             "Dashboard": self.dashboard, "Clients": self.clients, "Agreements": self.agreements,
             "Invoices": self.invoices, "Payments": self.payments, "Outbox": self.outbox,
-            "Month-end": self.month_end, "Settings": self.settings}
-        self._lists = (self.clients, self.agreements, self.invoices, self.payments, self.outbox, self.month_end)
+            "Collections": self.collections,
+            "Month-end": self.month_end, "Reports": self.reports, "Settings": self.settings}
+        self._lists = (self.clients, self.agreements, self.invoices, self.payments, self.outbox, self.collections,
+                       self.month_end, self.reports)
         for name, text in COMING.items():
             self.screens[name] = ComingScreen(name, text)
         self.stack = QStackedWidget()
@@ -165,7 +175,10 @@ class MainWindow(QMainWindow):
         self.mail_status.setTextFormat(Qt.TextFormat.RichText)
         self.mail_status.linkActivated.connect(lambda _link: self.show_outbox())
         self.mail_status.hide()
+        self.collections_status = QLabel()
+        self.collections_status.hide()
         self.statusBar().addPermanentWidget(self.payments_status)
+        self.statusBar().addPermanentWidget(self.collections_status)
         self.statusBar().addPermanentWidget(self.mail_status)
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.mode_badge)
@@ -176,15 +189,22 @@ class MainWindow(QMainWindow):
         for screen in self._lists:
             screen.changed.connect(self._data_changed)
         self.payments.open_invoice.connect(self.invoices.open_invoice)
+        self.dashboard.open_invoice.connect(self.invoices.open_invoice)
+        self.dashboard.open_client.connect(self.open_client)
         self.outbox.open_invoice.connect(self.invoices.open_invoice)
+        self.collections.open_invoice.connect(self.invoices.open_invoice)
+        self.collections.open_settings.connect(self.show_collections_settings)
         self.outbox.open_mail_settings.connect(self.show_mail_settings)
         self.month_end.open_outbox.connect(self.show_outbox)
         self.settings.company.saved.connect(self.reload_company)
         self.settings.mail.saved.connect(self._mail_settings_saved)
         self.settings.payments.saved.connect(self._payment_settings_saved)
+        self.settings.collections.saved.connect(self.collections.mark_stale)
         self.payment_sync = PaymentSync(ops, self.payment_session, self)
         self.payment_sync.finished.connect(self._payments_synced)
         self.email_runner.finished.connect(self._mail_sent)
+        self.collections_sync = CollectionsSync(ops, self)
+        self.collections_sync.finished.connect(self._collections_ran)
         self.mail_timer = QTimer(self)
         self.mail_timer.setInterval(MAIL_INTERVAL_MS)
         self.mail_timer.timeout.connect(self.send_due_mail)
@@ -224,7 +244,8 @@ class MainWindow(QMainWindow):
         go_menu = self.menuBar().addMenu("&Go")
         for i, name in enumerate(NAV):
             action = QAction(name, self)
-            action.setShortcut(QKeySequence(f"Ctrl+{i + 1}"))
+            if i < 10:  # Ctrl+1 … Ctrl+9, then Ctrl+0 for the tenth
+                action.setShortcut(QKeySequence(f"Ctrl+{(i + 1) % 10}"))
             action.triggered.connect(lambda _c=False, n=name: self.go(n))
             go_menu.addAction(action)
         help_menu = self.menuBar().addMenu("&Help")
@@ -281,6 +302,14 @@ class MainWindow(QMainWindow):
                 screen.mark_stale()
         self.dashboard.reload()
 
+    def open_client(self, client_id: int) -> QWidget:
+        """The client's window, as Clients opens it (from the Dashboard's tables)."""
+        dialog = ClientDialog(self.ops, self.clients, client_id=client_id)
+        dialog.saved.connect(self.clients.after_change)
+        dialog.payment_methods_changed.connect(self.clients.after_change)
+        dialog.open()
+        return dialog
+
     def show_outbox(self) -> None:
         self.go("Outbox")
 
@@ -290,6 +319,10 @@ class MainWindow(QMainWindow):
 
     def show_payment_settings(self) -> None:
         self.settings.show_tab("Payments")
+        self.go("Settings")
+
+    def show_collections_settings(self) -> None:
+        self.settings.show_tab("Collections")
         self.go("Settings")
 
     # --- the processor in the background ---
@@ -323,6 +356,7 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(MAIL_STARTUP_DELAY_MS, self, self.send_due_mail)
         self.mail_timer.start()
         self.payment_sync.start()
+        self.collections_sync.start()  # its first pass after the payment sync's
 
     def send_due_mail(self) -> bool:
         """Due messages go in the background (nothing happens when mail is not set up or nothing is due)."""
@@ -342,6 +376,23 @@ class MainWindow(QMainWindow):
                                  else escape(text))
         self.mail_status.setToolTip(tooltip)
         self.mail_status.show()
+
+    # --- collections in the background ---
+    def _collections_ran(self, text: str, tooltip: str, problem: bool, changed: bool) -> None:
+        if changed:
+            for screen in self._lists:
+                if screen.isVisible():
+                    screen.reload()
+                else:
+                    screen.mark_stale()
+            self.dashboard.reload()
+            self.send_due_mail()  # the reminders just queued go now, not at the next mail tick
+        if not text:
+            return  # nothing new: the last note stays
+        self.collections_status.setText(text)
+        self.collections_status.setStyleSheet("color: #b3261e;" if problem else "")
+        self.collections_status.setToolTip(tooltip)
+        self.collections_status.show()
 
     def _mail_settings_saved(self) -> None:
         if self.outbox.isVisible():
@@ -400,6 +451,7 @@ class MainWindow(QMainWindow):
         self.save_geometry()
         self.mail_timer.stop()
         self.payment_sync.stop()
+        self.collections_sync.stop()
         self.email_runner.cancel()  # a send under way stops after its current message; the rest stay queued
         self.ctx.settings.set(SCREEN_KEY, self.current_screen_name())
         super().closeEvent(event)

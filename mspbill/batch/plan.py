@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from mspbill.batch.retries import Failure, RetryKind, retry_decision
 from mspbill.batch.settings import batch_settings
 from mspbill.clients import credit_balances
+from mspbill.csv_cells import formula_safe as _cell
 from mspbill.db.models import (
     IN_FLIGHT_STATUSES,
     ChargeApproval,
@@ -490,11 +491,6 @@ def approved_amount(session: Session, inv: Invoice) -> int | None:
 
 CSV_HEADERS = ["Section", "Client", "Invoice", "Amount", "Currency", "Method", "Mode", "What happens", "Reason",
                "Next retry"]
-
-
-def _cell(value: str) -> str:
-    # A spreadsheet must not run a client name as a formula.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 def preview_csv(preview: BatchPreview) -> str:

@@ -261,6 +261,10 @@ def assess_late_fees(session: Session, today: dt.date, *, invoice_ids: Sequence[
         except IntegrityError:
             report.already += 1
             continue
+        except ValidationError as exc:
+            # Its invoice could not be issued (an archived client, say): this fee waits, the others go on.
+            report.skipped.append(SkippedFee(c, " ".join(i.message for i in exc.issues)))
+            continue
         report.assessed.append(due)
     return report
 
@@ -298,6 +302,26 @@ def mark_billed(session: Session, links: Sequence[tuple[int, int, int]]) -> None
         fee = session.get(LateFee, fee_id)
         if fee is not None:
             fee.billed_invoice_id, fee.billed_line_id = invoice_id, line_id
+    session.flush()
+
+
+def carrier_voided(session: Session, inv: Invoice, reason: str) -> None:
+    """An invoice carrying late fees was voided: a fee that rode on the client's next invoice
+    waits for the one after (the office voided the invoice, not the fee); a fee's own invoice
+    voided is the fee waived, with the void's reason."""
+    fees = list(session.scalars(select(LateFee).where(LateFee.billed_invoice_id == inv.id,
+                                                      LateFee.waived_at.is_(None))))
+    for fee in fees:
+        if fee.placement is LateFeePlacement.OWN_INVOICE:
+            fee.waived_at, fee.waived_by = utcnow(), audit.current_actor()
+            fee.waive_reason = f"{inv.number} voided: {reason}"[:REASON_MAX]
+            what = "waived"
+        else:
+            fee.billed_invoice_id = fee.billed_line_id = None
+            what = "back to pending, for the client's next invoice"
+        audit.record(session, "invoice.late_fee_voided", "invoice", fee.invoice_id,
+                     f"Late fee {format_amount(fee.amount_cents, fee.currency)} on {inv.number}, voided: {what}"[:500],
+                     {"late_fee_id": fee.id})
     session.flush()
 
 

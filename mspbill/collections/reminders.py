@@ -45,6 +45,7 @@ from mspbill.validation import Issue, ValidationError
 
 SUBJECT_MAX = 500
 NOTE_MAX = 500
+FOLLOWED = "Reminders follow the office's schedule."
 
 
 def due_when(due: dt.date, today: dt.date) -> str:
@@ -182,9 +183,9 @@ def queue_reminders(session: Session, today: dt.date, *, invoice_ids: Sequence[i
     now = now or utcnow()
     plan = plan_reminders(session, today, invoice_ids=invoice_ids)
     report = ReminderReport(enabled=plan.enabled, skipped=list(plan.skipped))
+    report.withdrawn = withdraw_unwanted(session, today)
     if not plan.enabled:
         return report
-    report.withdrawn = withdraw_unwanted(session, today)
     if not plan.due:
         return report
     if not _mail_ready(session):
@@ -231,6 +232,8 @@ def withdraw_reason(session: Session, invoice_id: int, today: dt.date | None = N
     inv = session.get(Invoice, invoice_id)
     if inv is None:
         return "the invoice no longer exists"
+    if not collection_policy(session).reminders_enabled:
+        return "reminders were turned off (Settings → Collections)"
     if inv.status is not InvoiceStatus.OPEN or inv.balance_cents <= 0:
         return f"{inv.number} is {inv.status.value} now" if inv.status is not InvoiceStatus.OPEN \
             else f"{inv.number} is paid now"
@@ -277,7 +280,7 @@ def withdraw_unwanted(session: Session, today: dt.date) -> int:
 class ReminderRow:
     label: str           # "7 days overdue"
     step_on: dt.date     # the day the step falls on
-    status: str          # sent, queued, failed, withdrawn, skipped, upcoming, not_scheduled
+    status: str          # sent, queued, failed, withdrawn, skipped, due (the next pass takes it), upcoming
     detail: str          # "Sent 8 Dec 2026 to ap@client.example", "Paused", …
     offset_days: int
 
@@ -327,20 +330,33 @@ def invoice_reminders(session: Session, invoice_id: int, today: dt.date | None =
     else:
         candidates = open_candidates(session, due_on_or_before=dt.date.max, invoice_ids=[invoice_id])
         reason = left_alone(session, candidates, today).get(invoice_id) if candidates else None
-        summary = f"No reminders: {reason}." if reason else "Reminders follow the office's schedule."
+        summary = f"No reminders: {reason}." if reason else FOLLOWED
         if not reason and not inv.client.email_list:
             summary = "No reminders can be sent: the client has no billing e-mail address."
     if inv.status is InvoiceStatus.OPEN and inv.due_date is not None and inv.issue_date is not None:
         highest = max(taken) if taken else None
+        # The step the next pass takes (plan_reminders' rule): the latest due, later than any taken.
+        due_now = [s.offset_days for s in policy.steps if s.offset_days not in taken
+                   and (highest is None or s.offset_days > highest)
+                   and inv.issue_date < inv.due_date + dt.timedelta(days=s.offset_days) <= today]
+        next_step = max(due_now) if due_now else None
         for step in policy.steps:
             if step.offset_days in taken:
                 continue
             on = inv.due_date + dt.timedelta(days=step.offset_days)
             if on <= inv.issue_date:
                 continue
-            if highest is not None and step.offset_days < highest or on <= today:
-                rows.append(ReminderRow(step.label, on, "skipped", "Not sent (a later step was due, or the client "
-                                        "was paused or had no e-mail then)" if on < today else "Due today", step.offset_days))
+            if step.offset_days == next_step:
+                rows.append(ReminderRow(step.label, on, "due", "Due now: it goes with the next collections pass"
+                                        if summary == FOLLOWED else "Due, but not sent (see above)", step.offset_days))
+            elif highest is not None and step.offset_days < highest:
+                rows.append(ReminderRow(step.label, on, "skipped", "Passed over: a later step was already due "
+                                        "when reminders went out (one reminder at a time, the latest)",
+                                        step.offset_days))
+            elif on <= today:
+                rows.append(ReminderRow(step.label, on, "skipped", "Not sent: the next step was due before it went "
+                                        "out (the client was paused, had no e-mail address, or e-mail was not set "
+                                        "up)" if on < today else "Due today", step.offset_days))
             else:
                 rows.append(ReminderRow(step.label, on, "upcoming", f"Due {format_date(on)}", step.offset_days))
     rows.sort(key=lambda r: (r.step_on, r.offset_days))

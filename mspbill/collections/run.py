@@ -10,8 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from mspbill.collections.late_fees import FeePlan, FeeReport, assess_late_fees, plan_late_fees
-from mspbill.collections.reminders import ReminderPlan, ReminderReport, plan_reminders, queue_reminders
+from mspbill.collections.late_fees import (
+    FeePlan,
+    FeeReport,
+    assess_late_fees,
+    plan_late_fees,
+)
+from mspbill.collections.reminders import (
+    ReminderPlan,
+    ReminderReport,
+    plan_reminders,
+    queue_reminders,
+)
 from mspbill.db.engine import Database
 
 

@@ -113,8 +113,8 @@ class LateFeePolicy:
         """"1.5 % of the overdue balance, 30 days after the due date, every month, on the next invoice"."""
         if not self.enabled:
             return "No late fees."
-        what = (format_amount(self.flat_cents, currency) if self.kind is LateFeeKind.FLAT
-                else f"{format_decimal(self.percent)} % of the overdue balance")
+        what = (f"A fee of {format_amount(self.flat_cents, currency)}" if self.kind is LateFeeKind.FLAT
+                else f"A fee of {format_decimal(self.percent)} % of the overdue balance")
         when = f"{self.after_days} day{'s' if self.after_days != 1 else ''} after the due date"
         often = "once per invoice" if self.repeat is LateFeeRepeat.ONCE else "then again every month it stays unpaid"
         where = ("as a line on the client's next invoice" if self.placement is LateFeePlacement.NEXT_INVOICE

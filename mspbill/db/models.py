@@ -225,8 +225,8 @@ class Client(Base):
     # Autopay charges invoices up to this total without asking; above it, approval first. NULL: no cap.
     autopay_cap_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Payment reminders stop for this client while set (the office is talking to them, say).
-    reminders_paused: Mapped[bool] = mapped_column(Boolean, default=False)
-    reminders_pause_note: Mapped[str] = mapped_column(String(500), default="")
+    reminders_paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    reminders_pause_note: Mapped[str] = mapped_column(String(500), default="", server_default=text("''"))
     notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[ClientStatus] = mapped_column(
         _enum(ClientStatus, "client_status"), default=ClientStatus.ACTIVE, index=True)
