@@ -406,6 +406,21 @@ def test_voiding_the_invoice_that_carries_a_fee_puts_it_back_and_voiding_its_own
     assert len([f for f in fees(office) if f.invoice_id == one_off_overdue]) == 1
 
 
+def test_voiding_the_overdue_invoice_waives_its_fee_not_yet_billed(office: Database) -> None:
+    from mspbill.invoicing import void_invoice
+
+    _, overdue = _client_with_agreement(office)
+    set_fees(office)
+    run(office, TEN_DAYS)
+    assert the_fee(office).status == "pending"
+    with office.write_session() as s, s.begin():
+        void_invoice(s, overdue, "Billed to the wrong client")
+    fee = the_fee(office)
+    assert fee.status == "waived" and fee.waive_reason == "INV-000001 voided: Billed to the wrong client"
+    [may] = _generate(office)                        # the next invoice carries no fee for it
+    assert [ln.kind for ln in load(office, may).lines] == [LineKind.SERVICE]
+
+
 # --- waiving -------------------------------------------------------------------------------
 
 

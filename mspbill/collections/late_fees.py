@@ -7,7 +7,8 @@ next invoice or on one of their own, and waivable with a reason.
   for a month) does not bill the months it missed.  One row per invoice and sequence
   number (a unique constraint): running twice a day never charges a fee twice.
 - Flat fees are in the company's currency and so are only assessed on invoices in it;
-  a percentage works on any (the overdue balance × the rate, rounded half up once).
+  a percentage works on any (the overdue balance × the rate, rounded half up once).  The
+  minimum balance is in the company's currency too and applies to invoices in it.
 - No fee on a fee: invoices made for late fees get none.  A fee is never taxed.
 - "Next invoice": the fee waits (pending) and rides on the first invoice generated for
   the client (generation.plan_period adds the line, so the month-end preview shows it).
@@ -180,7 +181,7 @@ def plan_late_fees(session: Session, today: dt.date, *, invoice_ids: Sequence[in
     for c, k in wanted:
         if c.invoice_id in alone:
             continue
-        if c.balance_cents < policy.min_balance_cents:
+        if c.currency == currency and c.balance_cents < policy.min_balance_cents:
             plan.skipped.append(SkippedFee(c, f"the balance {format_amount(c.balance_cents, c.currency)} is under "
                                               f"the {format_amount(policy.min_balance_cents, currency)} minimum"))
             continue
@@ -309,6 +310,15 @@ def carrier_voided(session: Session, inv: Invoice, reason: str) -> None:
     """An invoice carrying late fees was voided: a fee that rode on the client's next invoice
     waits for the one after (the office voided the invoice, not the fee); a fee's own invoice
     voided is the fee waived, with the void's reason."""
+    # Fees charged for lateness on the voided invoice itself: it is no longer owed, so neither are they
+    # (one not yet billed is waived; one already billed is left for the office to waive or credit).
+    for fee in session.scalars(select(LateFee).where(LateFee.invoice_id == inv.id, LateFee.waived_at.is_(None),
+                                                     LateFee.billed_invoice_id.is_(None))):
+        fee.waived_at, fee.waived_by = utcnow(), audit.current_actor()
+        fee.waive_reason = f"{inv.number} voided: {reason}"[:REASON_MAX]
+        audit.record(session, "invoice.late_fee_waived", "invoice", inv.id,
+                     f"Late fee {format_amount(fee.amount_cents, fee.currency)} waived: {inv.number} was voided"[:500],
+                     {"late_fee_id": fee.id})
     fees = list(session.scalars(select(LateFee).where(LateFee.billed_invoice_id == inv.id,
                                                       LateFee.waived_at.is_(None))))
     for fee in fees:
