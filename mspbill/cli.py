@@ -10,15 +10,22 @@ import argparse
 import dataclasses
 import datetime as dt
 import importlib
-import json
 import logging
 import sys
-import unicodedata
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from mspbill import __version__, cli_batch, cli_collections, cli_documents, cli_payments, cli_reports
+from mspbill import (
+    __version__,
+    cli_batch,
+    cli_collections,
+    cli_documents,
+    cli_payments,
+    cli_reports,
+)
+from mspbill.cli_output import EXIT_ERROR, EXIT_OK, EXIT_USAGE, emit_json
+from mspbill.cli_output import print_table as _print_table
 from mspbill.context import AppContext, open_context
 from mspbill.db.models import QUANTITY_SCALE
 from mspbill.db.schema import DatabaseOpenError
@@ -36,42 +43,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mspbill.cli")
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 class CliError(RuntimeError):
     """A problem the user can fix; printed without a traceback."""
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def emit_json(document: Any) -> None:
-    json.dump(document, sys.stdout, default=_json_default, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
-
-
-def _display_width(text: str) -> int:
-    # CJK characters take two terminal columns.
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _display_width(text))
-
-
-def _print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [_display_width(h) for h in headers]
-    for row in rows:
-        widths = [max(w, _display_width(c)) for w, c in zip(widths, row, strict=True)]
-    print("  ".join(_pad(h, w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    for row in rows:
-        print("  ".join(_pad(c, w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 # --- commands -------------------------------------------------------------

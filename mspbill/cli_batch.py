@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from mspbill.cli_documents import EXIT_ERROR, EXIT_OK, EXIT_USAGE, write_file_atomically
+from mspbill.cli_output import emit_json as _emit
+from mspbill.cli_output import print_table as _table
 from mspbill.context import AppContext
 from mspbill.money import format_amount
 from mspbill.periods import Month, parse_period
@@ -47,18 +49,6 @@ PROGRESS_EVERY = 2.0   # seconds between progress lines on standard error
 
 class BatchCliError(RuntimeError):
     """A sentence for the person at the terminal; nothing was done (exit code 2)."""
-
-
-def _emit(document: Any) -> None:
-    from mspbill.cli import emit_json
-
-    emit_json(document)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    from mspbill.cli import _print_table
-
-    _print_table(headers, rows)
 
 
 def _handled(func: Callable[[AppContext, argparse.Namespace], int]) -> Callable[[AppContext, argparse.Namespace], int]:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from mspbill.cli_documents import EXIT_OK, EXIT_USAGE
+from mspbill.cli_documents import EXIT_OK
+from mspbill.cli_output import emit_json as _emit
+from mspbill.cli_output import print_table as _table
+from mspbill.cli_output import sentence_errors
 from mspbill.context import AppContext
 from mspbill.money import format_amount, format_decimal, from_minor
 
@@ -34,29 +36,8 @@ class CollectionsCliError(RuntimeError):
     """A sentence for the person at the terminal; nothing was done (exit code 2)."""
 
 
-def _emit(document: Any) -> None:
-    from mspbill.cli import emit_json
-
-    emit_json(document)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    from mspbill.cli import _print_table
-
-    _print_table(headers, rows)
-
-
-def _handled(func: Callable[[AppContext, argparse.Namespace], int]) -> Callable[[AppContext, argparse.Namespace], int]:
-    """CollectionsCliError: one sentence, exit 2 (cli.main handles ValidationError and the rest)."""
-
-    def run(ctx: AppContext, args: argparse.Namespace) -> int:
-        try:
-            return func(ctx, args)
-        except CollectionsCliError as exc:
-            print(f"mspbill: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-
-    return run
+# CollectionsCliError: one sentence, exit 2 (cli.main handles ValidationError and the rest).
+_handled = sentence_errors(CollectionsCliError)
 
 
 def parse_today(text: str | None, computer_today: dt.date | None = None) -> dt.date:

@@ -14,10 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mspbill.cli_output import (  # re-exported to the command modules
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from mspbill.context import AppContext
 from mspbill.validation import Issue, ValidationError
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 class DocumentCliError(RuntimeError):

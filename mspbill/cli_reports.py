@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mspbill.cli_documents import (
     EXIT_OK,
-    EXIT_USAGE,
     DocumentCliError,
     write_file_atomically,
 )
+from mspbill.cli_output import emit_json as _emit
+from mspbill.cli_output import print_table as _table
+from mspbill.cli_output import sentence_errors
 from mspbill.context import AppContext
 from mspbill.money import format_amount
 from mspbill.reports import AsOfError, parse_as_of
@@ -33,29 +35,8 @@ if TYPE_CHECKING:
 AS_OF_HELP = "the day the report is as of, YYYY-MM-DD (default today; the end of that day)"
 
 
-def _emit(document: Any) -> None:
-    from mspbill.cli import emit_json
-
-    emit_json(document)
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    from mspbill.cli import _print_table
-
-    _print_table(headers, rows)
-
-
-def _handled(func: Callable[[AppContext, argparse.Namespace], int]) -> Callable[[AppContext, argparse.Namespace], int]:
-    """A day a report cannot be made for: one sentence, exit 2 (cli.main handles the rest)."""
-
-    def run(ctx: AppContext, args: argparse.Namespace) -> int:
-        try:
-            return func(ctx, args)
-        except AsOfError as exc:
-            print(f"mspbill: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-
-    return run
+# A day a report cannot be made for: one sentence, exit 2 (cli.main handles the rest).
+_handled = sentence_errors(AsOfError)
 
 
 def _save(target: str, suggested: str, data: bytes, what: str) -> None:

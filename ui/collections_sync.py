@@ -15,11 +15,12 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from mspbill.collections.run import CollectionsReport, run_collections
 from mspbill.mail.settings import NOT_CONFIGURED
 from ui.ops import OpContext, Ops, describe_error
+from ui.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def collections_status(report: CollectionsReport, now: dt.datetime | None = None
     return text, tooltip, problem, report.changed
 
 
-class CollectionsSync(QObject):
+class CollectionsSync(PeriodicJob):
     """The main window's hourly collections pass; one at a time."""
 
     # text ("" when nothing new), tooltip, problem?, changed anything?
@@ -62,26 +63,9 @@ class CollectionsSync(QObject):
     ran = Signal(object)   # the CollectionsReport, for whoever wants more than the note
 
     def __init__(self, ops: Ops, parent: QObject | None = None):
-        super().__init__(parent)
+        super().__init__(COLLECTIONS_STARTUP_DELAY_MS, COLLECTIONS_INTERVAL_MS, self.run, parent)
         self.ops = ops
         self.today: Callable[[], dt.date] = dt.date.today
-        self.running = False
-        self.timer = QTimer(self)
-        self.timer.setInterval(COLLECTIONS_INTERVAL_MS)
-        self.timer.timeout.connect(self.run)
-        # The first pass, soon after start-up; a member so that stop() also cancels it.
-        self.first = QTimer(self)
-        self.first.setSingleShot(True)
-        self.first.setInterval(COLLECTIONS_STARTUP_DELAY_MS)
-        self.first.timeout.connect(self.run)
-
-    def start(self) -> None:
-        self.first.start()
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.first.stop()
-        self.timer.stop()
 
     def run(self) -> bool:
         """Start a pass; False when one is under way."""

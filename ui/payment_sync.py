@@ -14,13 +14,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from mspbill.batch.run import BatchBusyError, BatchSyncReport, batch_sync
 from mspbill.payments.gateway import BRAND_NAMES, NotConfiguredError
 from mspbill.payments.sync import FullSyncReport
 from ui.ops import OpContext, Ops
 from ui.payment_widgets import PaymentSession, close_gateway, processor_message
+from ui.periodic import PeriodicJob
 
 log = logging.getLogger(__name__)
 
@@ -78,33 +79,16 @@ def batch_sync_status(report: BatchSyncReport, now: dt.datetime | None = None) -
     return text, tooltip, problem, changed
 
 
-class PaymentSync(QObject):
+class PaymentSync(PeriodicJob):
     """The main window's background sync; one run at a time."""
 
     # text ("" when nothing new), tooltip, problem?, changed anything?
     finished = Signal(str, str, bool, bool)
 
     def __init__(self, ops: Ops, session: PaymentSession, parent: QObject | None = None):
-        super().__init__(parent)
+        super().__init__(SYNC_STARTUP_DELAY_MS, SYNC_INTERVAL_MS, self.sync, parent)
         self.ops = ops
         self.session = session
-        self.running = False
-        self.timer = QTimer(self)
-        self.timer.setInterval(SYNC_INTERVAL_MS)
-        self.timer.timeout.connect(self.sync)
-        # The first look, soon after start-up; a member so that stop() also cancels it.
-        self.first = QTimer(self)
-        self.first.setSingleShot(True)
-        self.first.setInterval(SYNC_STARTUP_DELAY_MS)
-        self.first.timeout.connect(self.sync)
-
-    def start(self) -> None:
-        self.first.start()
-        self.timer.start()
-
-    def stop(self) -> None:
-        self.first.stop()
-        self.timer.stop()
 
     def sync(self) -> bool:
         """Start a run (nothing happens without a processor); False when one is under way."""
