@@ -276,8 +276,10 @@ def create_agreement(session: Session, draft: AgreementDraft) -> Agreement:
     _apply_lines(agreement, values["lines"], None)
     session.add(agreement)
     session.flush()
+    client = session.get(Client, agreement.client_id)
     audit.record(session, "agreement.created", "agreement", agreement.id,
-                 f"Created agreement {agreement.name} for client {agreement.client_id}",
+                 f"Created agreement {agreement.name} for "
+                 + (client.legal_name if client is not None else f"client {agreement.client_id}"),
                  {"lines": _lines_snapshot(agreement)})
     return agreement
 

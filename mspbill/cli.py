@@ -18,21 +18,26 @@ from typing import TYPE_CHECKING, Any
 
 from mspbill import (
     __version__,
+    cli_audit,
+    cli_backups,
     cli_batch,
     cli_collections,
     cli_documents,
+    cli_exports,
+    cli_imports,
     cli_payments,
     cli_reports,
 )
 from mspbill.cli_output import EXIT_ERROR, EXIT_OK, EXIT_USAGE, emit_json
 from mspbill.cli_output import print_table as _print_table
-from mspbill.context import AppContext, open_context
+from mspbill.context import AppContext, open_context, prepare_paths
 from mspbill.db.models import QUANTITY_SCALE
 from mspbill.db.schema import DatabaseOpenError
 from mspbill.demo import DEFAULT_CLIENTS, DemoRefusedError
 from mspbill.generation import ConcurrentGenerationError
 from mspbill.mail.smtp import MailError
 from mspbill.money import format_amount, format_decimal
+from mspbill.paths import AppPaths
 from mspbill.periods import PeriodError, parse_period
 from mspbill.secrets import KeyringUnavailableError
 from mspbill.validation import NotFoundError, ValidationError
@@ -564,6 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_reports.add_report_commands(sub)
     cli_documents.add_mail_commands(sub)
     cli_documents.add_key_commands(sub)
+    cli_imports.add_import_commands(sub)
+    cli_exports.add_export_commands(sub)
+    cli_backups.add_backup_commands(sub)
+    cli_audit.add_audit_commands(sub)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="subcommand", required=True)
     up = db.add_parser("upgrade", help="back up the database and bring it to the current schema")
@@ -663,6 +672,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         return cmd_gui(args)
+    paths_only: Callable[[AppPaths, argparse.Namespace], int] | None = getattr(args, "paths_only", None)
+    if paths_only is not None:
+        # A command that must not open the database first (restore: the database may be the damaged thing).
+        return paths_only(prepare_paths(args.data_dir), args)
     func: Callable[[AppContext, argparse.Namespace], int] = args.func
     try:
         ctx = open_context(args.data_dir, args.db)

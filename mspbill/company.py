@@ -199,7 +199,8 @@ def save_company(session: Session, draft: CompanyDraft, *, logo_png: bytes | Non
     changes = audit.diff(before, values)
     if logo_png is not _UNSET:
         changes["logo"] = ["", "changed" if logo_png else "removed"]
-    audit.record(session, "company.created" if created else "company.updated", "company", 1,
-                 f"{'Set up' if created else 'Updated'} company profile {company.name}",
-                 {"changes": changes})
+    if created or changes:  # saving the form unchanged is not a change
+        audit.record(session, "company.created" if created else "company.updated", "company", 1,
+                     f"{'Set up' if created else 'Updated'} company profile {company.name}"
+                     + ("" if created else f": {', '.join(sorted(changes))}"), {"changes": changes})
     return company

@@ -404,14 +404,25 @@ def update_one_time_invoice(session: Session, invoice_id: int, draft: OneTimeDra
         raise ValidationError(issues)
     client: Client = values["client"]
     before = inv.total_cents
+    was = _draft_facts(inv, inv.client.legal_name)
     inv.client_id, inv.currency, inv.tax_rate_percent = client.id, client.currency, client.tax_rate_percent
     inv.title, inv.memo = values["title"], values["memo"]
     _set_lines(inv, values["lines"])
     session.flush()
     audit.record(session, "invoice.updated", "invoice", inv.id,
                  f"Edited draft “{inv.title}”: total {format_amount(before, inv.currency)} → "
-                 f"{format_amount(inv.total_cents, inv.currency)}")
+                 f"{format_amount(inv.total_cents, inv.currency)}",
+                 {"changes": audit.diff(was, _draft_facts(inv, client.legal_name))})
     return inv
+
+
+def _draft_facts(inv: Invoice, client_name: str) -> dict[str, Any]:
+    """What the audit entry of an edited draft compares (amounts as text in the invoice's currency)."""
+    return {"client": client_name, "title": inv.title, "memo": inv.memo,
+            "lines": [f"{ln.description} × {format_decimal(ln.quantity)} @ "
+                      f"{format_amount(ln.unit_price_cents, inv.currency)}" + ("" if ln.taxable else " (not taxable)")
+                      for ln in inv.lines],
+            "total": format_amount(inv.total_cents, inv.currency)}
 
 
 def delete_draft(session: Session, invoice_id: int) -> None:
@@ -656,7 +667,8 @@ def void_invoice(session: Session, invoice_id: int, reason: str) -> Invoice:
     before = inv.status
     inv.status, inv.status_reason, inv.closed_at = InvoiceStatus.VOID, text, utcnow()
     audit.record(session, "invoice.voided", "invoice", inv.id,
-                 f"Voided {inv.number} (was {before.value}): {text}{note}")
+                 f"Voided {inv.number} (was {before.value}): {text}{note}",
+                 {"changes": {"status": [before.value, InvoiceStatus.VOID.value]}, "reason": text})
     session.flush()
     from mspbill.collections.late_fees import carrier_voided
 
@@ -673,7 +685,9 @@ def mark_uncollectible(session: Session, invoice_id: int, reason: str) -> Invoic
     inv.status, inv.status_reason = InvoiceStatus.UNCOLLECTIBLE, text
     audit.record(session, "invoice.uncollectible", "invoice", inv.id,
                  f"Wrote off {inv.number} as uncollectible, balance "
-                 f"{format_amount(inv.balance_cents, inv.currency)}: {text}")
+                 f"{format_amount(inv.balance_cents, inv.currency)}: {text}",
+                 {"changes": {"status": [InvoiceStatus.OPEN.value, InvoiceStatus.UNCOLLECTIBLE.value]},
+                  "reason": text, "balance": format_amount(inv.balance_cents, inv.currency)})
     session.flush()
     return inv
 
@@ -807,8 +821,12 @@ def create_credit_note(session: Session, invoice_id: int, reason: str, amount: s
         where.append(f"{format_amount(to_invoice, inv.currency)} off the balance")
     if to_credit:
         where.append(f"{format_amount(to_credit, inv.currency)} to client credit")
-    audit.record(session, "credit_note.issued", "invoice", note.id, f"{summary} ({', '.join(where)})")
-    audit.record(session, "invoice.credited", "invoice", inv.id, f"{summary} ({', '.join(where)})")
+    facts = {"credit_note": note.number, "invoice": inv.number, "reason": text,
+             "total": format_amount(note.total_cents, inv.currency),
+             "off_the_balance": format_amount(to_invoice, inv.currency),
+             "to_client_credit": format_amount(to_credit, inv.currency)}
+    audit.record(session, "credit_note.issued", "invoice", note.id, f"{summary} ({', '.join(where)})", facts)
+    audit.record(session, "invoice.credited", "invoice", inv.id, f"{summary} ({', '.join(where)})", facts)
     session.flush()
     return note
 

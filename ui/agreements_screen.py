@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QMessageBox, QPushButton, QWidget
 from sqlalchemy.orm import Session
 
 from mspbill.agreements import (
@@ -13,6 +14,7 @@ from mspbill.agreements import (
 )
 from mspbill.money import format_amount
 from ui.agreement_dialog import AgreementDialog
+from ui.import_dialog import ImportDialog
 from ui.list_screen import ListScreen
 from ui.ops import Ops
 from ui.table import Column
@@ -43,6 +45,26 @@ class AgreementsScreen(ListScreen[AgreementRow]):
 
     def __init__(self, ops: Ops, parent: QWidget | None = None):
         super().__init__(ops, AGREEMENT_COLUMNS, parent)
+        # Import… next to "New agreement…" (the heading row of the shared list layout).
+        layout = self.layout()
+        first = layout.itemAt(0) if layout is not None else None
+        top = first.layout() if first is not None else None
+        assert isinstance(top, QHBoxLayout)
+        self.import_button = QPushButton("Import…")
+        self.import_button.setToolTip("Import agreements and their lines from a CSV file")
+        self.import_button.clicked.connect(lambda: self.import_csv())
+        top.insertWidget(top.indexOf(self.new_button), self.import_button)
+
+    def import_csv(self) -> ImportDialog:
+        dialog = ImportDialog(self.ops, "agreements", self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.imported.connect(self._after_import)
+        dialog.open()
+        return dialog
+
+    def _after_import(self, _result: object) -> None:
+        self.reload()
+        self.changed.emit()
 
     def haystack(self, row: AgreementRow) -> str:
         return f"{row.client_name}\n{row.name}"

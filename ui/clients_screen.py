@@ -20,6 +20,7 @@ from mspbill.money import format_amount
 from mspbill.payments.methods import default_method_labels
 from mspbill.payments.processor import office_mode
 from ui.client_dialog import ClientDialog
+from ui.import_dialog import ImportDialog, export_clients
 from ui.list_screen import ListScreen
 from ui.ops import Ops
 from ui.statement_dialog import StatementDialog
@@ -83,6 +84,16 @@ class ClientsScreen(ListScreen[ClientRow]):
         self.statement_button.clicked.connect(lambda: self.statement_selected())
         bar = self._bar_of(self.edit_button)
         bar.insertWidget(bar.indexOf(self.edit_button), self.statement_button)
+        # Import… and Export… next to "New client…" (ui/import_dialog.py).
+        top = self._bar_of(self.new_button)
+        self.import_button = QPushButton("Import…")
+        self.import_button.setToolTip("Import clients from a CSV file (PSA, QuickBooks or spreadsheet export)")
+        self.import_button.clicked.connect(lambda: self.import_csv())
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Save the clients as a CSV file (the columns Import… reads back)")
+        self.export_button.clicked.connect(lambda: export_clients(self, self.ops))
+        top.insertWidget(top.indexOf(self.new_button), self.import_button)
+        top.insertWidget(top.indexOf(self.new_button), self.export_button)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self._update_buttons()
@@ -100,6 +111,18 @@ class ClientsScreen(ListScreen[ClientRow]):
         super()._update_buttons(*args)
         if self.statement_button is not None:
             self.statement_button.setEnabled(self.selected() is not None)
+
+    # --- import ---
+    def import_csv(self) -> ImportDialog:
+        dialog = ImportDialog(self.ops, "clients", self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.imported.connect(self._after_import)
+        dialog.open()
+        return dialog
+
+    def _after_import(self, _result: object) -> None:
+        self.reload()
+        self.changed.emit()
 
     # --- statement ---
     def statement_selected(self) -> StatementDialog | None:

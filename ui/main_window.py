@@ -41,6 +41,7 @@ from ui.clients_screen import ClientsScreen
 from ui.collections_screen import CollectionsScreen
 from ui.collections_sync import CollectionsSync
 from ui.dashboard_screen import DashboardScreen
+from ui.data_settings_form import DailyBackup
 from ui.email_actions import EmailRunner, SendOutcome
 from ui.email_actions import status_text as mail_status_text
 from ui.invoices_screen import InvoicesScreen
@@ -205,6 +206,8 @@ class MainWindow(QMainWindow):
         self.email_runner.finished.connect(self._mail_sent)
         self.collections_sync = CollectionsSync(ops, self)
         self.collections_sync.finished.connect(self._collections_ran)
+        self.daily_backup = DailyBackup(ops, ctx, self.statusBar(), self)
+        self.settings.data.restored.connect(self.database_restored)
         self.mail_timer = QTimer(self)
         self.mail_timer.setInterval(MAIL_INTERVAL_MS)
         self.mail_timer.timeout.connect(self.send_due_mail)
@@ -302,6 +305,18 @@ class MainWindow(QMainWindow):
                 screen.mark_stale()
         self.dashboard.reload()
 
+    def database_restored(self) -> None:
+        """Settings → Data put a backup in place of the database: every screen reads it again."""
+        for screen in self._lists:
+            if screen.isVisible():
+                screen.reload()
+            else:
+                screen.mark_stale()
+        self.dashboard.reload()
+        self.settings.reload()  # the forms showed the old database's settings
+        self.reload_company()
+        self.payment_session.refresh_mode(self)
+
     def open_client(self, client_id: int) -> QWidget:
         """The client's window, as Clients opens it (from the Dashboard's tables)."""
         dialog = ClientDialog(self.ops, self.clients, client_id=client_id)
@@ -357,6 +372,7 @@ class MainWindow(QMainWindow):
         self.mail_timer.start()
         self.payment_sync.start()
         self.collections_sync.start()  # its first pass after the payment sync's
+        self.daily_backup.start()  # once a day, in the background
 
     def send_due_mail(self) -> bool:
         """Due messages go in the background (nothing happens when mail is not set up or nothing is due)."""

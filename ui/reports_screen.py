@@ -76,6 +76,8 @@ from mspbill.reports.aging_report import (
     client_items,
 )
 from mspbill.validation import NotFoundError, ValidationError
+from ui.audit_panel import AuditPanel
+from ui.exports_panel import ExportsPanel
 from ui.month_end_screen import StatCard
 from ui.ops import USER_ERRORS, OpContext, OpHandle, Ops, describe_error
 from ui.pdf_viewer import (
@@ -1101,7 +1103,7 @@ def _group(*widgets: QWidget) -> QWidget:
 
 
 class ReportsScreen(QWidget):
-    """The Reports screen: the A/R aging (more reports join it as tabs)."""
+    """The Reports screen: the A/R aging, exports for the accountant and the audit trail."""
 
     changed = Signal()
 
@@ -1115,6 +1117,12 @@ class ReportsScreen(QWidget):
         self.aging = AgingTab(ops, today, self)
         self.aging.changed.connect(self.changed.emit)
         self.tabs.addTab(self.aging, "A/R aging")
+        self.exports = ExportsPanel(ops, self)
+        self.exports.changed.connect(self.changed.emit)
+        self.tabs.addTab(self.exports, "Exports")
+        self.audit = AuditPanel(ops, self)
+        self.audit.changed.connect(self.changed.emit)
+        self.tabs.addTab(self.audit, "Audit trail")
         layout.addWidget(self.tabs, 1)
 
     # --- the list protocol of the main window ---
@@ -1129,6 +1137,8 @@ class ReportsScreen(QWidget):
     def reload(self) -> None:
         self._stale = False
         self.aging.reload()
+        self.exports.reload()
+        self.audit.reload()
 
     def showEvent(self, event: QShowEvent) -> None:
         super().showEvent(event)

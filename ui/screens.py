@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFormLayout,
     QLabel,
     QTabWidget,
     QVBoxLayout,
@@ -14,6 +13,7 @@ from PySide6.QtWidgets import (
 from mspbill.context import AppContext
 from ui.collections_settings_form import CollectionsSettingsForm
 from ui.company_form import CompanyForm
+from ui.data_settings_form import DataSettingsForm
 from ui.mail_settings_form import MailSettingsForm
 from ui.ops import Ops
 from ui.payment_settings_form import PaymentSettingsForm
@@ -54,14 +54,8 @@ class SettingsScreen(QWidget):
         self.tabs.addTab(self.mail, "E-mail")
         self.collections = CollectionsSettingsForm(ops)
         self.tabs.addTab(self.collections, "Collections")
-        data = QWidget()
-        form = QFormLayout(data)
-        for label, value in (("Database", ctx.db.describe()), ("Backups", str(ctx.paths.backup_dir)),
-                             ("Settings file", str(ctx.paths.settings_file)), ("Log", str(ctx.paths.log_file))):
-            v = QLabel(value)
-            v.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            form.addRow(label, v)
-        self.tabs.addTab(data, "Data")
+        self.data = DataSettingsForm(ops, ctx)
+        self.tabs.addTab(self.data, "Data")
         # The e-mail and payment tabs ask the keyring when opened, not every time Settings is.
         self._mail_stale = True
         self._payments_stale = True
@@ -89,3 +83,5 @@ class SettingsScreen(QWidget):
         elif self.tabs.currentWidget() is self.collections and self._collections_stale:
             self._collections_stale = False
             self.collections.load()
+        elif self.tabs.currentWidget() is self.data:
+            self.data.load()

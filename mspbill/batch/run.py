@@ -626,6 +626,12 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
         # 3. The month's invoices, generated and issued in one transaction.
         emit("invoicing", f"Generating and issuing the invoices for {month.label}…", 0, 0)
         issued_ids = _invoice(db, run_id, month, today)
+        if throttled is not None:
+            # After a restore from a backup: the processor's charges made since, brought in first
+            # (never charge an invoice again that was charged after the backup was taken).
+            from mspbill.backups import reconcile_after_restore
+
+            report_extra["problems"] += reconcile_after_restore(db, throttled)
         # 4. Charges.
         with db.session() as s:
             charges, left_out = judge_open_invoices(s, mode, today, new_invoice_ids=issued_ids)
@@ -715,15 +721,16 @@ def _settings(db: Database) -> Any:
 
 
 def _backup(db: Database, backup_dir: Path | None, month: Month, run_id: int) -> str:
-    from mspbill.db.schema import backup_sqlite
+    from mspbill.backups import BackupError, take_backup
 
     if backup_dir is None or db.sqlite_path is None:
         return ""
     try:
-        path = str(backup_sqlite(db.sqlite_path, backup_dir, f"before-batch-{month}"))
-    except OSError as exc:
+        path = str(take_backup(db.sqlite_path, backup_dir, f"before-batch-{month}"))
+    except (BackupError, OSError) as exc:
+        why = (exc.why or str(exc)) if isinstance(exc, BackupError) else (exc.strerror or str(exc))
         raise ValidationError([Issue("backup", f"The backup before the run could not be written to {backup_dir} "
-                                               f"({exc.strerror or exc}); nothing was done. Free some space or "
+                                               f"({why}); nothing was done. Free some space or "
                                                "check the folder, then run again.")]) from exc
     with db.write_session() as s, s.begin():
         run = s.get(BatchRun, run_id)

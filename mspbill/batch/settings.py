@@ -69,9 +69,14 @@ def save_batch_settings(session: Session, retry_days: str, rate_limit_test: str 
     if issues:
         raise ValidationError(issues)
     row = payment_settings(session)
+    # Compared as written back ("3, 5, 7"), so the default's "3,5,7" is not a change.
+    before = {"retry_days": format_retry_days(parse_retry_days(row.retry_days)), "rate_limit_test": row.rate_limit_test,
+              "rate_limit_live": row.rate_limit_live, "rate_margin_percent": row.rate_margin_percent}
     row.retry_days, row.rate_limit_test, row.rate_limit_live, row.rate_margin_percent = (
         format_retry_days(days), test, live, margin)
     audit.record(session, "settings.batch", "settings", 1,
                  f"Month-end batch: retries {format_retry_days(days) or 'none'} days after a decline; "
-                 f"limits {test}/s test, {live}/s live, less {margin}%")
+                 f"limits {test}/s test, {live}/s live, less {margin}%",
+                 {"changes": audit.diff(before, {"retry_days": row.retry_days, "rate_limit_test": test,
+                                                 "rate_limit_live": live, "rate_margin_percent": margin})})
     return BatchSettings(days, test, live, margin)

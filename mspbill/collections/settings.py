@@ -4,7 +4,7 @@ e-mails, and the late-fee policy (off by default)."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from decimal import Decimal
 from typing import TypeVar
 
@@ -222,6 +222,10 @@ def save_reminders(session: Session, enabled: bool, drafts: list[StepDraft]) -> 
     if issues:
         raise ValidationError(issues)
     row = settings_row(session)
+    old_steps = list(session.scalars(select(ReminderStep).order_by(ReminderStep.offset_days)))
+    old_bodies = {st.offset_days: st.body for st in old_steps}
+    was = {"reminders": bool(row.reminders_enabled),
+           "steps": [f"{step_label(st.offset_days)}: {st.subject}" for st in old_steps]}
     row.reminders_enabled = bool(enabled)
     session.execute(delete(ReminderStep))
     session.flush()
@@ -229,8 +233,13 @@ def save_reminders(session: Session, enabled: bool, drafts: list[StepDraft]) -> 
         session.add(ReminderStep(offset_days=step.offset_days, subject=step.subject, body=step.body))
     session.flush()
     days = ", ".join(step_label(s.offset_days) for s in steps) or "no steps"
+    changes = audit.diff(was, {"reminders": bool(enabled), "steps": [f"{st.label}: {st.subject}" for st in steps]})
+    # The messages are long; the trail says which changed, not how.
+    reworded = [st.label for st in steps if st.offset_days in old_bodies and old_bodies[st.offset_days] != st.body]
+    if reworded:
+        changes["messages"] = ["", "changed: " + ", ".join(reworded)]
     audit.record(session, "settings.reminders", "settings", 1,
-                 f"Reminders {'on' if enabled else 'off'}: {days}"[:500])
+                 f"Reminders {'on' if enabled else 'off'}: {days}"[:500], {"changes": changes})
     return tuple(steps)
 
 
@@ -293,10 +302,12 @@ def save_late_fees(session: Session, draft: LateFeeDraft) -> LateFeePolicy:
     if issues:
         raise ValidationError(issues)
     row = settings_row(session)
+    before = _fee_policy(row)
     row.late_fee_enabled, row.late_fee_kind, row.late_fee_flat_cents = policy.enabled, policy.kind, policy.flat_cents
     row.late_fee_percent, row.late_fee_after_days = policy.percent, policy.after_days
     row.late_fee_repeat, row.late_fee_placement = policy.repeat, policy.placement
     row.late_fee_min_balance_cents = policy.min_balance_cents
     session.flush()
-    audit.record(session, "settings.late_fees", "settings", 1, f"Late fees: {policy.describe(currency)}"[:500])
+    audit.record(session, "settings.late_fees", "settings", 1, f"Late fees: {policy.describe(currency)}"[:500],
+                 {"changes": audit.diff(asdict(before), asdict(policy))})
     return policy

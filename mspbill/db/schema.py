@@ -8,7 +8,6 @@ by a backup.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sqlite3
 from pathlib import Path
@@ -134,30 +133,18 @@ def check_sqlite_writable(path: Path, timeout_s: float = 3.0) -> None:
 
 
 def backup_sqlite(src: Path, backup_dir: Path, reason: str) -> Path:
-    """A consistent copy made with SQLite's online backup API (safe in WAL mode)."""
-    backup_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    dest = backup_dir / f"mspbill-{stamp}-{reason}.sqlite3"
-    tmp = dest.with_suffix(".partial")
-    source = sqlite3.connect(f"{src.as_uri()}?mode=ro", uri=True)
-    try:
-        target = sqlite3.connect(str(tmp))
-        try:
-            source.backup(target)
-        finally:
-            target.close()
-    finally:
-        source.close()
-    tmp.replace(dest)
-    _prune_backups(backup_dir)
-    log.info("backed up %s to %s (%s)", src, dest, reason)
-    return dest
+    """A consistent, checked copy made with SQLite's online backup API (safe in WAL mode), named by
+    mspbill in `backup_dir`; the automatic ones beyond the office's keep-N setting are pruned
+    (mspbill.backups).  A failure raises mspbill.backups.BackupError (an OSError's sentence)."""
+    from mspbill.backups import take_backup
+
+    return take_backup(src, backup_dir, reason)
 
 
-def _prune_backups(backup_dir: Path) -> None:
-    backups = sorted(backup_dir.glob("mspbill-*.sqlite3"))
-    for old in backups[:-BACKUPS_KEPT]:
-        old.unlink(missing_ok=True)
+def _prune_backups(backup_dir: Path, keep: int = BACKUPS_KEPT) -> None:
+    from mspbill.backups import prune
+
+    prune(backup_dir, keep)
 
 
 def current_revision(db: Database) -> tuple[str | None, bool]:

@@ -239,9 +239,26 @@ def charge_invoice(db: Database, gateway: Gateway, invoice_id: int, *, amount_ce
                    origin: str = "manual", approve_over_cap: bool = False,
                    now: dt.datetime | None = None) -> ChargeOutcome:
     """Charge the invoice's balance (or `amount_cents`) to the client's default method now."""
+    _look_up_charges_since_restore(db, gateway, invoice_id)
     attempt_id, request = start_attempt(db, gateway, invoice_id, amount_cents=amount_cents, origin=origin,
                                         approve_over_cap=approve_over_cap, now=now)
     return send_attempt(db, gateway, attempt_id, request)
+
+
+def _look_up_charges_since_restore(db: Database, gateway: Gateway, invoice_id: int) -> None:
+    """After a restore from a backup, the processor may hold a charge of this invoice made after the
+    backup was taken; bring it in first (it then shows as under way) rather than charge again.
+    Problems are not fatal here: the month-end run's own pass reports them."""
+    from mspbill.backups import pending_restore, reconcile_after_restore
+
+    with db.session() as s:
+        inv = s.get(Invoice, invoice_id)
+        if inv is None or pending_restore(s) is None:
+            return
+        client_id = inv.client_id
+    problems = reconcile_after_restore(db, gateway, finish=False, client_ids=[client_id])
+    for problem in problems:
+        log.warning("after a restore: %s", problem)
 
 
 def send_attempt(db: Database, gateway: Gateway, attempt_id: int, request: ChargeRequest) -> ChargeOutcome:
@@ -333,14 +350,19 @@ def record_result(db: Database, attempt_id: int, result: ChargeResult,
             attempt.intent_id = result.intent_id
         details = {"attempt_id": attempt.id, "intent_id": attempt.intent_id}
         if result.status is ChargeStatus.SUCCEEDED:
+            settled = attempt.status is ChargeAttemptStatus.PROCESSING  # a bank debit that has now cleared
             payment = _record_payment(s, attempt, inv, result, now)
             attempt.status, attempt.resolved_at = ChargeAttemptStatus.SUCCEEDED, now
             attempt.payment_id = payment.id if payment else None
             attempt.message = f"Charged {amount} to {attempt.method_label}."
             tail = "; now paid in full" if inv.status is InvoiceStatus.PAID else (
                 f"; {format_amount(inv.balance_cents, inv.currency)} still due" if inv.balance_cents > 0 else "")
-            audit.record(s, "payment.charged", "invoice", inv.id,
-                         f"Charged {amount} to {attempt.method_label} ({mode.label}, {attempt.intent_id}){tail}",
+            if payment is not None and payment.amount_cents > payment.applied_cents:
+                tail += (f"; {format_amount(payment.amount_cents - payment.applied_cents, payment.currency)} "
+                         "kept as client credit")
+            audit.record(s, "payment.settled" if settled else "payment.charged", "invoice", inv.id,
+                         ("Bank debit settled: charged" if settled else "Charged")
+                         + f" {amount} to {attempt.method_label} ({mode.label}, {attempt.intent_id}){tail}",
                          details | {"payment_id": attempt.payment_id})
             message = f"Charged {amount} to {attempt.method_label} for {number}."
         elif result.status is ChargeStatus.PROCESSING:
