@@ -29,6 +29,15 @@ class DocumentCliError(RuntimeError):
 
 # --- writing files ------------------------------------------------------------
 
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def write_file_atomically(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file, so a failure leaves no half-written PDF."""
     folder = path.parent if str(path.parent) else Path(".")
@@ -40,6 +49,9 @@ def write_file_atomically(path: Path, data: bytes) -> None:
         raise DocumentCliError(f"mspbill may not write in {folder}; choose another folder.") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes the file private (0600); a saved PDF or export is an ordinary document.
+            if hasattr(os, "fchmod"):
+                os.fchmod(fh.fileno(), 0o666 & ~_UMASK)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -280,3 +280,14 @@ def test_mail_test_command(cli, mail_office: Path) -> None:
         assert server.received[0].rcpt_tos == ["office@northwind-it.example"]
     down = cli("--data-dir", str(mail_office), "mail", "test", "--to", "office@northwind-it.example")
     assert down.returncode == 2 and "127.0.0.1" in down.stderr
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+def test_a_written_file_gets_ordinary_permissions_not_mkstemps_private_ones(tmp_path: Path) -> None:
+    from mspbill.cli_documents import write_file_atomically
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    target = tmp_path / "october.zip"
+    write_file_atomically(target, b"PK")
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
