@@ -97,9 +97,9 @@ AREAS: tuple[Area, ...] = (
     Area("invoices", "Invoices", ("invoice.", "credit_note.")),
     # Payments are logged against their invoice; the charge steps carry "invoice." actions.
     Area("payments", "Payments", ("payment.", "autopay."), ("invoice.charge_started", "invoice.charge_not_made")),
-    Area("agreements", "Agreements", ("agreement.",)),
-    Area("clients", "Clients", ("client.",)),
-    Area("settings", "Settings", ("settings.", "company.")),
+    Area("agreements", "Agreements", ("agreement.",), ("import.agreements",)),
+    Area("clients", "Clients", ("client.",), ("import.clients",)),
+    Area("settings", "Settings", ("settings.", "company.", "database.")),  # backups restored: the office's data
     Area("other", "Other"),  # the month-end batch's own entries, the outbox…: everything else
 )
 AREA_KEYS = tuple(a.key for a in AREAS)

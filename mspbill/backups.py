@@ -35,9 +35,9 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -58,6 +58,9 @@ KEEP_DEFAULT, KEEP_MIN, KEEP_MAX = 30, 1, 365
 DAILY, MANUAL, BEFORE_RESTORE, BEFORE_MIGRATION = "daily", "manual", "before-restore", "before-migration"
 RESTORED_ACTION = "database.restored"
 RECONCILED_ACTION = "database.restore_reconciled"
+# A payments sync looked at the processor after a restore, but some charges named invoices the
+# restored database does not have (yet: the month-end run may re-create them); the run finishes it.
+LOOKED_ACTION = "database.restore_looked"
 # Tables every mspbill database has had since its first schema.
 CORE_TABLES = frozenset({"alembic_version", "clients", "agreements", "audit_log"})
 BACKUP_NAME = re.compile(r"^mspbill-(\d{8})-(\d{6})-(\d{6})-([a-z0-9][a-z0-9-]*)\.sqlite3$")
@@ -527,6 +530,9 @@ class RestorePlan:
     current: CurrentState
     database: str
     migrates: bool
+    # The current database's audit entries newer than the backup's data: what the restore undoes.
+    undone_count: int = 0
+    undone: tuple[str, ...] = ()     # the latest UNDONE_KEPT, "2026-11-21 14:02 jane: Voided INV-000286 …"
 
     def confirmation(self, *, terminal: bool = True) -> list[str]:
         """The paragraphs of the confirmation (the window's and the terminal's say the same)."""
@@ -543,13 +549,19 @@ class RestorePlan:
             last = change.astimezone().strftime("%Y-%m-%d %H:%M") if change else "unknown"
             lines.append(f"It replaces the current database ({cur.facts.counts_text}; last change {last}). "
                          "The current database is backed up first (\"before a restore\"), so this can be undone.")
+            if self.undone_count:
+                shown = "; ".join(self.undone[:UNDONE_SHOWN])
+                hidden = self.undone_count - min(len(self.undone), UNDONE_SHOWN)
+                more = f"; and {hidden} more" if hidden > 0 else ""
+                lines.append(f"{self.undone_count} change(s) recorded since the backup will be undone "
+                             f"(they stay listed in the audit trail's restore entry): {shown}{more}.")
         sync = ("Afterwards run `mspbill batch sync`" if terminal else
                 "Afterwards mspbill checks the processor in the background")
         lines.append("Charges, payments and e-mails recorded after the backup was taken will no longer be in "
                      "mspbill (the money moved and the e-mails went out all the same). "
-                     f"{sync}; check the processor's dashboard for payments taken since. The next month-end run "
-                     "looks at the processor for charges made since the backup, so that no invoice is charged "
-                     "twice; until then, do not charge an invoice by hand that may have been paid since.")
+                     f"{sync}; check the processor's dashboard for payments taken since. Before charging again "
+                     "(the next month-end run, or Charge now on an invoice) mspbill looks at the processor for "
+                     "charges made since the backup and records them, so that no invoice is charged twice.")
         if self.migrates:
             lines.append("The backup was made by an earlier version of mspbill; it is updated to this version's "
                          "database as it is restored.")
@@ -616,7 +628,41 @@ def plan_restore(url: str, source: Path) -> RestorePlan:
         raise BackupError(current.running_batch.replace(
             "Wait for it to finish", "A restore now would lose what it records; wait for it to finish", 1)
             + " Nothing was changed.")
-    return RestorePlan(facts, current, str(live), migrates=facts.revision != head_revision())
+    count, latest = _changes_since(live, facts) if current.facts is not None and not current.problem else (0, [])
+    return RestorePlan(facts, current, str(live), migrates=facts.revision != head_revision(),
+                       undone_count=count, undone=tuple(latest))
+
+
+UNDONE_SHOWN = 6       # in the confirmation
+UNDONE_KEPT = 500      # in the restore's audit entry
+
+
+def _changes_since(live: Path, backup: DatabaseFacts) -> tuple[int, list[str]]:
+    """(how many, the latest first) audit entries of the live database newer than the backup's data."""
+    since = backup.last_change
+    if since is None and backup.taken_at is not None:
+        since = backup.taken_at.astimezone(dt.UTC)
+    if since is None:
+        return 0, []
+    try:
+        conn = _readonly(live)
+        try:
+            # `at` is stored as naive UTC text; compare like with like.
+            bound = since.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            count = int(conn.execute("SELECT count(*) FROM audit_log WHERE at > ?", (bound,)).fetchone()[0])
+            rows = conn.execute("SELECT at, actor, summary FROM audit_log WHERE at > ? ORDER BY at DESC, id DESC "
+                                "LIMIT ?", (bound, UNDONE_KEPT)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        log.warning("could not list the changes a restore would undo: %s", exc)
+        return 0, []
+    out = []
+    for at, actor, summary in rows:
+        when = _parse_stamp(at)
+        stamp = when.astimezone().strftime("%Y-%m-%d %H:%M") if when else str(at)[:16]
+        out.append(f"{stamp} {actor}: {summary}")
+    return count, out
 
 
 @dataclass(frozen=True)
@@ -644,8 +690,9 @@ class RestoreReport:
         if self.released_runs:
             out.append(f"The backup was taken during month-end run {', '.join(map(str, self.released_runs))}; "
                        "run the month again to finish it (nothing is charged twice).")
-        out.append("Run `mspbill batch sync` to bring in what the processor settled since the backup (the app does "
-                   "it in the background); the next month-end run first looks for charges made since.")
+        out.append("The payment processor is asked about charges made since the backup at the next payments sync "
+                   "(the app does it within minutes; or run `mspbill payments sync`); until then reminders and late "
+                   "fees wait, and Charge now and the month-end run look first.")
         return out
 
 
@@ -745,6 +792,7 @@ def _prepare(staging: Path, plan: RestorePlan, now: dt.datetime) -> tuple[str | 
                               "payments": previous.payments,
                               "last_change": previous.last_change.isoformat() if previous.last_change else None,
                               "problem": plan.current.problem},
+                          "undone_count": plan.undone_count, "undone": list(plan.undone),
                           "interrupted_runs": released})
     except SQLAlchemyError as exc:
         raise BackupError(f"The backup could not be updated to this version's database ({exc}); nothing was "
@@ -816,11 +864,13 @@ class RestoreMark:
     file: str
 
 
-def pending_restore(session: Any) -> RestoreMark | None:
-    """The latest restore, unless the processor has been looked at since (RECONCILED_ACTION)."""
+def pending_restore(session: Any, *, looked_counts: bool = False) -> RestoreMark | None:
+    """The latest restore, unless the processor has been looked at since (RECONCILED_ACTION; with
+    `looked_counts`, also a payments sync's look, LOOKED_ACTION)."""
     from mspbill.db.models import AuditEntry
 
-    entry = session.scalar(select(AuditEntry).where(AuditEntry.action.in_([RESTORED_ACTION, RECONCILED_ACTION]))
+    ends = [RECONCILED_ACTION, LOOKED_ACTION] if looked_counts else [RECONCILED_ACTION]
+    entry = session.scalar(select(AuditEntry).where(AuditEntry.action.in_([RESTORED_ACTION, *ends]))
                            .order_by(AuditEntry.id.desc()).limit(1))
     if entry is None or entry.action != RESTORED_ACTION:
         return None
@@ -836,7 +886,7 @@ def pending_restore(session: Any) -> RestoreMark | None:
 
 
 def reconcile_after_restore(db: Any, gateway: Any, *, finish: bool = True, now: dt.datetime | None = None,
-                            client_ids: Sequence[int] | None = None) -> list[str]:
+                            client_ids: Sequence[int] | None = None, from_sync: bool = False) -> list[str]:
     """After a restore: bring in the charges the processor made since the backup's data.
 
     Each of the office's processor customers is asked once for its PaymentIntents since then;
@@ -846,7 +896,8 @@ def reconcile_after_restore(db: Any, gateway: Any, *, finish: bool = True, now: 
     for an invoice the database does not have is reported.  With `finish` and no processor error,
     the restore is marked as looked after (one pass, by the month-end run after its invoicing).
     `client_ids` limits the look to those clients' customers (a charge by hand asks about its own
-    client first, without `finish`)."""
+    client first, without `finish`).  `from_sync` (a payments sync): one look per restore; when
+    charges name invoices the database lacks, the month-end run (which may re-create them) finishes."""
     from mspbill import audit
     from mspbill.db.models import ChargeAttempt, Invoice, ProcessorCustomer
     from mspbill.money import format_amount
@@ -855,7 +906,7 @@ def reconcile_after_restore(db: Any, gateway: Any, *, finish: bool = True, now: 
     from mspbill.payments.processor import to_db_mode
 
     with db.session() as s:
-        mark = pending_restore(s)
+        mark = pending_restore(s, looked_counts=from_sync)
         if mark is None:
             return []
         query = select(ProcessorCustomer.customer_id, ProcessorCustomer.client_id).where(
@@ -867,6 +918,7 @@ def reconcile_after_restore(db: Any, gateway: Any, *, finish: bool = True, now: 
     problems: list[str] = []
     adopted = 0
     errors = False
+    missing = 0
     for customer_id, _client_id in customers:
         try:
             found = gateway.find_charges(customer_id=customer_id, created_since=mark.since - CLOCK_SKEW, metadata={})
@@ -887,6 +939,7 @@ def reconcile_after_restore(db: Any, gateway: Any, *, finish: bool = True, now: 
                                     f"{result.status.value}) for invoice {result.metadata.get('mspbill_invoice_number')}"
                                     " made after the restored backup; that invoice is not in mspbill now. Check it in "
                                     "the processor's dashboard (refund it, or record it by hand).")
+                    missing += 1
                     known_keys.add(key)
                     continue
             try:
@@ -898,7 +951,13 @@ def reconcile_after_restore(db: Any, gateway: Any, *, finish: bool = True, now: 
                                 f"backup) could not be recorded ({exc}); check it in the processor's dashboard.")
                 errors = True
             known_keys.add(key)
-    if finish and not errors:
+    if from_sync and not errors and missing:
+        with db.write_session() as s, s.begin():
+            audit.record(s, LOOKED_ACTION, "database", None,
+                         f"Charges at the processor since the restored backup looked up: {adopted} brought in; "
+                         f"{missing} for invoices not in mspbill, left for the next month-end run",
+                         {"restore_entry": mark.entry_id, "adopted": adopted, "problems": problems[:50]})
+    elif finish and not errors:
         with db.write_session() as s, s.begin():
             audit.record(s, RECONCILED_ACTION, "database", None,
                          f"Charges at the processor since the restored backup looked up: {adopted} brought in, "

@@ -389,7 +389,9 @@ def test_a_backup_taken_during_a_month_end_run_restores_to_a_consistent_office(
         InvoiceStatus,
         Payment,
     )
+    from mspbill.collections.run import run_collections
     from mspbill.payments.charges import charge_invoice
+    from mspbill.payments.sync import sync_all
     from mspbill.payments.sandbox import SandboxConfig, SandboxGateway
     from mspbill.validation import ValidationError
     from tests.batch_office import copy_office, ledger_check
@@ -464,6 +466,14 @@ def test_a_backup_taken_during_a_month_end_run_restores_to_a_consistent_office(
             # A charge by hand first looks for the charge made after the backup, and so does not charge again.
             with pytest.raises(ValidationError, match="nothing left to pay|under way"):
                 charge_invoice(restored, sandbox, charged_later[0])
+            # Until a payments sync has asked the processor, reminders and fees wait (those invoices look unpaid).
+            assert run_collections(restored, TODAY).held
+            sync_all(restored, sandbox)
+            with restored.session() as s:
+                statuses = {s.get(Invoice, i).status for i in charged_later[1:]}  # type: ignore[union-attr]
+            assert len(charged_later) > 1 and statuses <= {InvoiceStatus.PAID, InvoiceStatus.OPEN}
+            assert InvoiceStatus.PAID in statuses, "the sync did not bring in the charges made after the backup"
+            assert not run_collections(restored, TODAY).held
             # `batch sync` then the month again, as the restore tells the office to do.
             batch_sync(restored, sandbox)
             again = run_batch(restored, sandbox, office.month, backup_dir=other.backup_dir,

@@ -8,15 +8,17 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMessageBox, QWidget
 
 from mspbill import __version__
 from mspbill.company import get_company
 from mspbill.context import AppContext, open_context, prepare_paths
 from mspbill.db.schema import DatabaseOpenError
+from mspbill.paths import AppPaths
 from ui import errors
 from ui.first_run import FirstRunDialog
 from ui.main_window import MainWindow
@@ -95,6 +97,42 @@ def start(ctx: AppContext) -> QWidget | None:
     return window
 
 
+def offer_restore(paths: AppPaths, db_url: str | None, exc: DatabaseOpenError) -> bool:
+    """The database cannot be opened: say why and, for a damaged or foreign SQLite file, offer to
+    restore a backup from here (Settings → Data is out of reach). True: restored, try again."""
+    from mspbill.backups import BackupError, plan_restore, restore
+    from mspbill.db.schema import DatabaseCorruptError, NotAnMspbillDatabaseError
+    from mspbill.paths import resolve_database_url
+
+    url = resolve_database_url(paths, db_url)
+    restorable = isinstance(exc, (DatabaseCorruptError, NotAnMspbillDatabaseError)) and url.startswith("sqlite")
+    box = QMessageBox(QMessageBox.Icon.Critical, "mspbill cannot open its database", str(exc))
+    restore_button = None
+    if restorable:
+        box.setInformativeText("You can restore a backup now: mspbill keeps the damaged file beside it. "
+                               f"Backups are in {paths.backup_dir}.")
+        restore_button = box.addButton("Restore a backup…", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.exec()
+    if restore_button is None or box.clickedButton() is not restore_button:
+        return False
+    chosen, _ = QFileDialog.getOpenFileName(None, "Restore a backup", str(paths.backup_dir),
+                                            "mspbill backups (*.sqlite3 *.sqlite *.db);;All files (*)")
+    if not chosen:
+        return False
+    try:
+        plan = plan_restore(url, Path(chosen))
+        text = "\n\n".join(plan.confirmation(terminal=False)) + "\n\nRestore it now?"
+        if QMessageBox.question(None, "Restore a backup", text) != QMessageBox.StandardButton.Yes:
+            return False
+        report = restore(paths, url, Path(chosen), plan=plan)
+    except BackupError as refused:
+        QMessageBox.critical(None, "Not restored", str(refused))
+        return False
+    QMessageBox.information(None, "Restored", "\n".join(report.lines()))
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     parser = argparse.ArgumentParser(prog="mspbill")
@@ -105,11 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = prepare_paths(args.data_dir)
     errors.install(str(paths.log_file))
     log.info("mspbill %s starting (Qt platform %s)", __version__, app.platformName())
-    try:
-        ctx = open_context(args.data_dir, args.db)
-    except DatabaseOpenError as exc:
-        QMessageBox.critical(None, "mspbill cannot open its database", str(exc))
-        return 2
+    while True:
+        try:
+            ctx = open_context(args.data_dir, args.db)
+            break
+        except DatabaseOpenError as exc:
+            if not offer_restore(paths, args.db, exc):
+                return 2
     window = start(ctx)
     if window is None:
         ctx.close()

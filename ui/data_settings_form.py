@@ -276,6 +276,12 @@ class DataSettingsForm(QWidget):
         path = Path(name)
         if path.suffix.lower() not in (".sqlite3", ".sqlite", ".db"):
             path = path.with_name(path.name + ".sqlite3")
+            # The save dialog asked about the name typed, not this one.
+            if path.exists() and QMessageBox.question(
+                    self, "Back up to a file", f"{path.name} already exists. Replace it?",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+                    QMessageBox.StandardButton.Cancel) != QMessageBox.StandardButton.Yes:
+                return
         self.back_up(path)
 
     # --- restore ---
@@ -313,6 +319,12 @@ class DataSettingsForm(QWidget):
         if answer != QMessageBox.StandardButton.Yes:
             self._busy(False)
             show_notice(self.notice, "Not restored; nothing was changed.", "info")
+            return
+        if self.ops.active:
+            # A background job (e-mail, payments, collections) would go on writing into the restored data.
+            self._busy(False)
+            show_notice(self.notice, "mspbill is busy with another job (sending e-mail or asking the payment "
+                                     "processor). Try the restore again in a moment; nothing was changed.", "error")
             return
         paths, url, db = self.ctx.paths, self.url, self.ctx.db
         source = Path(plan.source.path)

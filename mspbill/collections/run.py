@@ -30,8 +30,11 @@ class CollectionsReport:
     today: dt.date
     reminders: ReminderReport = field(default_factory=ReminderReport)
     fees: FeeReport = field(default_factory=FeeReport)
+    held: str = ""   # why nothing was done (after a restore, until the processor has been asked)
 
     def lines(self) -> list[str]:
+        if self.held:
+            return [self.held]
         out = self.reminders.lines() + self.fees.lines()
         return out or ["Nothing to follow up today."]
 
@@ -56,8 +59,18 @@ def plan_collections(db: Database, today: dt.date | None = None) -> CollectionsP
 def run_collections(db: Database, today: dt.date | None = None) -> CollectionsReport:
     """Fees first (a fee invoice issued today is e-mailed with the day's mail), then reminders;
     each in its own transaction."""
+    from mspbill.backups import pending_restore
+    from mspbill.payments.processor import office_mode
+
     today = today or dt.date.today()
     report = CollectionsReport(today)
+    with db.session() as s:
+        if office_mode(s) is not None and pending_restore(s, looked_counts=True) is not None:
+            # Invoices paid after the restored backup was taken look unpaid until then.
+            report.held = ("Reminders and late fees wait until the payment processor has been asked about "
+                           "charges made since the database was restored (the app does it by itself within minutes; "
+                           "or run `mspbill payments sync`).")
+            return report
     with db.write_session() as s, s.begin():
         report.fees = assess_late_fees(s, today)
     with db.write_session() as s, s.begin():

@@ -66,10 +66,15 @@ class FullSyncReport:
 
 
 def sync_all(db: Database, gateway: Gateway, now: dt.datetime | None = None) -> FullSyncReport:
+    from mspbill.backups import reconcile_after_restore
+
     now = now or utcnow()
+    # After a restore from a backup: the charges made since, brought in before anything else looks at
+    # the invoices (once per restore; a no-op otherwise).
+    restore_problems = reconcile_after_restore(db, gateway, from_sync=True)
     links = poll_setup_links(db, gateway, now=now)
     charges = sync_charges(db, gateway, now=now)
-    report = FullSyncReport(gateway.mode, links, charges, errors=links.errors + charges.errors)
+    report = FullSyncReport(gateway.mode, links, charges, errors=restore_problems + links.errors + charges.errors)
     with db.session() as s:
         open_refunds = list(s.scalars(select(Refund.id).where(
             Refund.mode == to_db_mode(gateway.mode),

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QStatusBar
 
 from mspbill.backups import KEEP_SETTING
@@ -128,3 +129,66 @@ def test_the_daily_backup_runs_in_the_background_and_a_failure_stays_in_the_stat
     assert failed.args[1] is True and again.label is not None and again.label.text() == "Daily backup failed"
     assert "could not be written" in again.label.toolTip() or "cannot be created" in again.label.toolTip()
     os.remove(demo_ctx.paths.backup_dir)
+
+
+def test_a_restore_waits_while_another_job_is_under_way(qtbot, ops, demo_ctx, monkeypatch):
+    """A background job (e-mail, payments sync) would write into the restored data: refused, nothing changed."""
+    import threading
+
+    data = DataSettingsForm(ops, demo_ctx)
+    qtbot.addWidget(data)
+    data.load()
+    wait_idle(qtbot, ops)
+    data.back_up()
+    wait_idle(qtbot, ops)
+    wait_idle(qtbot, ops)
+    assert data.model.rowCount() >= 1
+    data.table.selectRow(0)
+    monkeypatch.setattr(QMessageBox, "question", lambda *_a: QMessageBox.StandardButton.Yes)
+    release = threading.Event()
+    ops.run(None, lambda _c: release.wait(20), label="Sending e-mail")   # the mail job, still sending
+    try:
+        before = demo_ctx.paths.database_file.stat().st_mtime_ns
+        data.restore_button.click()
+        qtbot.waitUntil(lambda: "busy" in data.notice.text(), timeout=20_000)
+        assert "nothing was changed" in data.notice.text()
+        assert demo_ctx.paths.database_file.stat().st_mtime_ns == before
+    finally:
+        release.set()
+        wait_idle(qtbot, ops)
+
+
+def test_a_damaged_database_at_start_offers_to_restore_a_backup(qtbot, demo_ctx, monkeypatch):
+    """Settings → Data is out of reach when the database cannot be opened: the start-up message offers
+    the restore itself, and the app then opens the restored office."""
+    from mspbill.backups import take_backup
+    from mspbill.context import open_context
+    from mspbill.db.schema import DatabaseCorruptError
+    from ui.app import offer_restore
+
+    paths = demo_ctx.paths
+    backup = take_backup(paths.database_file, paths.backup_dir, "manual")
+    demo_ctx.close()
+    with paths.database_file.open("r+b") as fh:
+        fh.seek(0)
+        fh.write(b"\0garbage" * 512)
+    with pytest.raises(DatabaseCorruptError) as refused:
+        open_context(str(paths.data_dir))
+    shown: list[str] = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown.append(self.informativeText()) or 0)
+    monkeypatch.setattr(QMessageBox, "clickedButton",
+                        lambda self: next(b for b in self.buttons() if b.text().startswith("Restore")))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *_a, **_k: (str(backup), ""))
+    monkeypatch.setattr(QMessageBox, "question", lambda *_a, **_k: QMessageBox.StandardButton.Yes)
+    monkeypatch.setattr(QMessageBox, "information", lambda *_a, **_k: None)
+    assert offer_restore(paths, None, refused.value) is True
+    assert "restore a backup" in shown[0]
+    ctx = open_context(str(paths.data_dir))
+    try:
+        with ctx.db.session() as s:
+            from mspbill.clients import list_clients
+
+            assert len(list_clients(s)) == 12
+    finally:
+        ctx.close()
+    assert list(paths.data_dir.glob("mspbill.sqlite3.damaged-*")), "the damaged file is kept"
