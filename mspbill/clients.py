@@ -8,6 +8,7 @@ at once, and nothing is written while any stands.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -130,15 +131,23 @@ def check_name(value: str, field_name: str, what: str, issues: list[Issue],
     return text
 
 
+@functools.lru_cache(maxsize=65_536)
+def _email_syntax(value: str) -> tuple[str | None, str]:
+    """(normalised address, "") or (None, why not).  Cached: a CSV import checks each address
+    at the preview and again at the commit (10,000 clients: ~1 s each time)."""
+    try:
+        return str(validate_email(value, check_deliverability=False).normalized), ""
+    except EmailNotValidError as exc:
+        return None, str(exc)
+
+
 def check_email(value: str, field_name: str, issues: list[Issue], *, label: str = "") -> str | None:
     """Syntax only (no network): returns the normalised address or None."""
-    try:
-        result = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
+    normalised, why = _email_syntax(value)
+    if normalised is None:
         prefix = f"“{label or value}” is not a valid e-mail address"
-        issues.append(Issue(field_name, f"{prefix}: {exc}"))
-        return None
-    return str(result.normalized)
+        issues.append(Issue(field_name, f"{prefix}: {why}"))
+    return normalised
 
 
 def parse_email_list(text: str, field_name: str, issues: list[Issue]) -> list[str]:
@@ -293,6 +302,22 @@ def create_client(session: Session, draft: ClientDraft) -> Client:
     session.flush()
     audit.record(session, "client.created", "client", client.id, f"Created client {client.legal_name}")
     return client
+
+
+def create_clients(session: Session, values_list: list[dict[str, Any]]) -> list[int]:
+    """Many clients at once (the CSV import): each from validate_client's values (validated by the
+    caller), written in one flush where create_client flushes each one; the same columns and the
+    same audit entry per client as create_client.  Returns the new ids."""
+    clients = []
+    for values in values_list:
+        client = Client(status=ClientStatus.ACTIVE)
+        _apply(client, values)
+        clients.append(client)
+    session.add_all(clients)
+    session.flush()
+    for client in clients:
+        audit.record(session, "client.created", "client", client.id, f"Created client {client.legal_name}")
+    return [c.id for c in clients]
 
 
 def get_client(session: Session, client_id: int) -> Client:

@@ -251,3 +251,90 @@ def test_export_then_import_gives_the_same_clients(db: Database, tmp_path: Path)
             assert after[name] == before[name], name
     finally:
         fresh.dispose()
+
+
+def test_updating_an_agreement_keeps_blank_cells_and_unnamed_lines_and_shows_the_changes(db: Database) -> None:
+    zeta = make_client(db, "Zeta Corp", billing_emails="ap@zeta.example")
+    make_agreement(db, zeta, "2026-12-01", [LineDraft("Managed workstations", "25", "45.00", False),
+                                            LineDraft("Backup", "3", "10.00")], name="Managed IT")
+    text = ("Client,Agreement,Start date,Description,Unit price\n"
+            "Zeta Corp,Managed IT,2026-12-01,Managed workstations,50.00\n"
+            "Zeta Corp,Managed IT,2026-12-01,backup ,10.00\n")
+    row = _plan(db, "agreements", text, duplicates="update").rows[0]
+    assert row.action == "update"
+    assert row.detail == "Managed workstations: 45.00 → 50.00; monthly total $1,155.00 → $1,280.00"
+    assert _run(db, "agreements", text, duplicates="update").updated == 1
+
+    def lines() -> list[tuple[str, str, str, bool]]:
+        with db.session() as s:
+            (agreement,) = list_agreements(s, client_id=zeta)
+            return [(ln.description, ln.quantity, ln.unit_price, ln.taxable)
+                    for ln in agreement_detail(s, agreement.id).draft.lines]
+
+    # Quantity and taxable were not in the file: kept, not reset to 1 and taxable.
+    assert lines() == [("Managed workstations", "25", "50.00", False), ("Backup", "3", "10.00", True)]
+
+    # A file naming some lines: the others are kept (and the preview says so); a new line gets the form's defaults.
+    text = ("Client,Agreement,Start date,Description,Qty,Unit price,Taxable\n"
+            "Zeta Corp,Managed IT,,Managed workstations,30,,\n"
+            "Zeta Corp,Managed IT,,Firewall,,20.00,\n")
+    row = _plan(db, "agreements", text, duplicates="update").rows[0]
+    assert row.detail == ("Managed workstations: quantity 25 → 30; adds Firewall (1 × 20.00, taxable); keeps Backup "
+                          "(not in the file; remove lines in the agreement dialog); "
+                          "monthly total $1,280.00 → $1,550.00")
+    _run(db, "agreements", text, duplicates="update")
+    assert lines() == [("Managed workstations", "30", "50.00", False), ("Backup", "3", "10.00", True),
+                       ("Firewall", "1", "20.00", True)]
+
+
+def test_a_row_sharing_only_a_billing_email_never_renames_the_client(db: Database) -> None:
+    zeta = make_client(db, "Zeta Corp", billing_emails="ap@zeta.example", city="Springfield")
+    text = "Company,Email,City\nZeta Holdings LLC,ap@zeta.example,Shelbyville\n"
+    skipped = _plan(db, "clients", text).rows[0]
+    assert skipped.action == "skip" and skipped.target_id == zeta
+    assert skipped.reason.startswith(f"Zeta Holdings LLC shares the billing e-mail ap@zeta.example with Zeta Corp "
+                                     f"(ID {zeta}); not imported.")
+    updated = _plan(db, "clients", text, duplicates="update").rows[0]
+    assert updated.action == "update"
+    assert updated.reason.startswith(f"Zeta Holdings LLC shares the billing e-mail ap@zeta.example with Zeta Corp "
+                                     f"(ID {zeta}): updates Zeta Corp from this row but keeps its name.")
+    _run(db, "clients", text, duplicates="update")
+    with db.session() as s:
+        client = s.get(Client, zeta)
+        assert client is not None and (client.legal_name, client.city) == ("Zeta Corp", "Shelbyville")
+    assert _run(db, "clients", text, duplicates="create").created == 1
+    with db.session() as s:
+        assert sorted(r.legal_name for r in list_clients(s)) == ["Zeta Corp", "Zeta Holdings LLC"]
+
+
+def test_a_us_office_reads_dates_month_first_when_the_file_cannot_tell(db: Database) -> None:
+    """Every start date on the 1st (12/01/2026) settles nothing; an office in the United States reads
+    them month first, and says so, instead of refusing every agreement."""
+    from mspbill.company import CompanyDraft, save_company
+
+    with db.write_session() as s, s.begin():
+        save_company(s, CompanyDraft(name="Harbor IT", country="United States", currency="USD",
+                                     invoice_number_pattern="INV-{n:06d}"))
+    make_client(db, "Acme Inc", billing_emails="ap@acme.example")
+    text = ('Company,Agreement,Frequency,Start Date,Item,Qty,Unit Price\n'
+            'Acme Inc,Managed Services,Monthly,12/01/2026,Managed workstations,25,45\n'
+            'Acme Inc,Backup,Monthly,03/01/2027,Offsite,1,300\n')
+    plan = _plan(db, "agreements", text)
+    assert plan.ok, plan.error_sentences()
+    assert any("month first" in n and "United States" in n for n in plan.notices)
+    _run(db, "agreements", text)
+    with db.session() as s:
+        starts = sorted(agreement_detail(s, r.id).draft.start_date for r in list_agreements(s))
+    assert starts == ["2026-12-01", "2027-03-01"]
+
+
+def test_a_street_address_with_line_breaks_in_one_cell_is_split_not_refused(db: Database) -> None:
+    text = ('Company Name,Address 1,City,Zip\n'
+            '"Harbor Light Logistics","400 Dock St\nSuite 12\nBuilding C",Portland,97209\n'
+            '"Alder Creek Winery","12 Vine Rd",Hillsboro,97123\n')
+    result = _run(db, "clients", text)
+    assert result.created == 2
+    with db.session() as s:
+        rows = {r.legal_name: r.id for r in list_clients(s)}
+        harbor = client_detail(s, rows["Harbor Light Logistics"]).draft
+    assert (harbor.address_line1, harbor.address_line2) == ("400 Dock St", "Suite 12, Building C")

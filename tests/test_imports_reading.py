@@ -11,6 +11,7 @@ import pytest
 from mspbill.csv_cells import formula_safe
 from mspbill.imports.cells import (
     AmbiguousDate,
+    CellError,
     number_text,
     parse_date_cell,
     terms_text,
@@ -170,3 +171,27 @@ def test_dates_numbers_terms_and_formula_guards() -> None:
     for value in ("=HYPERLINK(\"http://x\")", "+1 555 0100", "-x", "@SUM(A1)"):
         assert unformula(formula_safe(value)) == value
     assert unformula("'Tis the season") == "'Tis the season"
+
+
+@pytest.mark.parametrize(("data", "where"), [
+    (b"Name,Email\nCaf\xc3\xa9 One,c@y.com\nBad \xff Two,d@y.com\n", "line 3 has a byte that is not UTF-8 at character 5"),
+    (b"\xef\xbb\xbfName,Email\nBad \xff Two,d@y.com\n", "line 2 has a byte that is not UTF-8 at character 5"),
+])
+def test_a_utf8_file_with_a_broken_byte_is_refused_naming_the_line_not_read_as_mojibake(
+        data: bytes, where: str) -> None:
+    with pytest.raises(ImportFileError) as info:
+        read_csv_bytes(data, "clients.csv")
+    message = str(info.value)
+    assert where in message and "(byte 0xFF)" in message and "save it again as “CSV UTF-8”" in message
+    # Without any UTF-8 letter the file is Windows-1252, as Excel writes "CSV" on Windows.
+    table = read_csv_bytes(b"Name,Email\nCaf\xe9 One,c@y.com\nBad \xff Two,d@y.com\n", "clients.csv")
+    assert table.encoding == "Windows-1252" and table.records[0].cells[0] == "Café One"
+
+
+def test_years_outside_1990_to_2100_are_refused_and_two_digit_years_pivot_at_90() -> None:
+    assert parse_date_cell("3/4/96", "mdy") == dt.date(1996, 3, 4)
+    assert parse_date_cell("3/4/26", "mdy") == dt.date(2026, 3, 4)
+    assert parse_date_cell("31.12.89") == dt.date(2089, 12, 31)
+    for text in ("1/1/0026", "03/04/0026", "1989-12-31", "2101-01-01", "4 Mar 2206"):
+        with pytest.raises(CellError, match=r"has the year \d{4}; dates in an import are from 1990 to 2100"):
+            parse_date_cell(text, "auto")

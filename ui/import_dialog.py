@@ -148,6 +148,7 @@ class ImportDialog(QDialog):
         self.plan: ImportPlan | None = None
         self.import_result: ImportResult | None = None
         self.busy = False
+        self.committing = False   # the all-or-nothing import is under way: it cannot be stopped part-way
         self._plan_serial = 0
         self.setWindowTitle(f"Import {self.noun}")
         self.resize(920, 620)
@@ -333,6 +334,9 @@ class ImportDialog(QDialog):
                       and plan.counts["create"] + plan.counts["update"] > 0)
         self.import_button.setEnabled(can_import)
         self.close_button.setText("Close" if done else "Cancel")
+        self.close_button.setEnabled(not self.committing)
+        self.close_button.setToolTip("The import is under way; it is all or nothing and finishes in a moment."
+                                     if self.committing else "")
         self.busy_bar.setVisible(self.busy)
         self.choose_button.setEnabled(not self.busy)
 
@@ -513,7 +517,9 @@ class ImportDialog(QDialog):
             return
         kind, mapping, options = self.kind, self.mapping(), self.options()
         self.busy = True
-        show_notice(self.summary, f"Importing {self.noun}…", "info")
+        self.committing = True
+        show_notice(self.summary, f"Importing {self.noun}… (all or nothing: this finishes before the window "
+                                  "can close)", "info")
         self._update_buttons()
 
         def work(ctx: OpContext) -> ImportResult:
@@ -522,6 +528,7 @@ class ImportDialog(QDialog):
 
         def failed(exc: BaseException) -> bool:
             self.busy = False
+            self.committing = False
             if isinstance(exc, ImportRefusedError):
                 # Something changed since the preview (another window added a client, say).
                 self._show_plan(exc.plan)
@@ -531,8 +538,16 @@ class ImportDialog(QDialog):
 
         self.ops.run(self, work, on_success=self._imported, on_failure=failed, label=f"Importing {self.noun}")
 
+    def reject(self) -> None:
+        # Escape, the window's close button or Cancel: not while the import is being written, or the
+        # clients would appear with nobody told (the import finishes either way).
+        if self.committing:
+            return
+        super().reject()
+
     def _imported(self, result: ImportResult) -> None:
         self.busy = False
+        self.committing = False
         self.import_result = result
         show_notice(self.done_notice, result.summary() + " The import is recorded in the audit trail.", "ok")
         self._go(3)

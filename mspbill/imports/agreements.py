@@ -8,10 +8,15 @@ agreement that says otherwise is an error, named with both lines.  Each agreemen
 judged by the agreement form's rules (mspbill.agreements.validate_agreement).
 
 An agreement already kept for the same client under the same name (case aside) is a
-duplicate: skipped, updated (its lines become the file's; a line with the same
-description keeps its history) or created anyway.  An agreement that has been invoiced
-is not updated by an import: its line changes need a date they take effect from, which
-the agreement dialog asks for.
+duplicate: skipped, updated or created anyway.  Updating works line by line: a file line
+whose description matches a kept line (case and blanks aside) changes that line, and a
+blank or unmapped quantity, unit price or taxable cell keeps the kept line's value; a
+file line that matches none is added, with the agreement form's defaults (quantity 1,
+taxable); a kept line the file does not name is KEPT (a file may list only the lines
+that change), and the preview says so: lines are removed in the agreement dialog.  The
+preview's detail of an update lists each change and the period total before and after.
+An agreement that has been invoiced is not updated by an import: its line changes need
+a date they take effect from, which the agreement dialog asks for.
 """
 
 from __future__ import annotations
@@ -23,18 +28,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mspbill import audit
 from mspbill.agreements import (
     AgreementDraft,
     LineDraft,
     agreement_detail,
+    create_agreements,
     is_invoiced,
     update_agreement,
     validate_agreement,
 )
-from mspbill.agreements import _apply as apply_agreement_values
-from mspbill.agreements import _apply_lines as apply_agreement_lines
-from mspbill.agreements import _lines_snapshot as agreement_lines_snapshot
 from mspbill.db.models import Agreement, AgreementStatus, Client, ClientStatus
 from mspbill.imports.cells import (
     AmbiguousDate,
@@ -64,6 +66,7 @@ from mspbill.imports.reading import CsvTable
 from mspbill.money import (
     MoneyError,
     format_amount,
+    format_decimal,
     line_amount_cents,
     parse_amount,
     parse_decimal,
@@ -79,6 +82,15 @@ class _Planned:
     values: dict[str, Any]  # validate_agreement's cleaned values
 
 
+@dataclass(frozen=True)
+class _Given:
+    """Which of a line's cells the file fills (a blank or unmapped one keeps a kept line's value)."""
+
+    quantity: bool
+    unit_price: bool
+    taxable: bool
+
+
 @dataclass
 class _Group:
     client_text: str
@@ -90,6 +102,7 @@ class _Group:
     values: dict[str, str] = field(default_factory=dict)      # agreement values as the form takes them
     value_lines: dict[str, int] = field(default_factory=dict)  # the line each value came from
     lines: list[LineDraft] = field(default_factory=list)
+    given: list[_Given] = field(default_factory=list)          # per line: the cells the file fills
     unreadable: set[str] = field(default_factory=set)         # values whose cell could not be read
 
 
@@ -147,6 +160,22 @@ def _file_date_order(table: CsvTable, mapping: ColumnMapping, options: ImportOpt
     return hints.pop() if len(hints) == 1 else ""
 
 
+_US = {"us", "usa", "u.s.", "u.s.a.", "united states", "united states of america", "america"}
+
+
+def _office_date_order(session: Session) -> str:
+    """"mdy" for an office in the United States (where 03/04/2026 is March 4), else "" (ask)."""
+    from mspbill.company import get_company
+
+    company = get_company(session)
+    if company is None:
+        return ""
+    country = (company.country or "").strip().lower()
+    if country in _US or (not country and company.currency == "USD"):
+        return "mdy"
+    return ""
+
+
 def _read_value(cells: Cells, key: str, order: str, problems: list[Problem]) -> str:
     """An agreement value as the form takes it ("" when blank); a cell that cannot be read adds a Problem."""
     raw = cells[key]
@@ -167,15 +196,21 @@ def _read_value(cells: Cells, key: str, order: str, problems: list[Problem]) -> 
     return raw
 
 
-def _line(cells: Cells, problems: list[Problem]) -> LineDraft:
-    taxable = True
+# What a new line gets for a blank cell: the agreement form's new line (quantity 1, taxable).
+_NEW_LINE = LineDraft()
+
+
+def _line(cells: Cells, problems: list[Problem]) -> tuple[LineDraft, _Given]:
+    taxable = _NEW_LINE.taxable
     try:
-        taxable = parse_yes_no(cells["taxable"], "taxable", True)
+        taxable = parse_yes_no(cells["taxable"], "taxable", _NEW_LINE.taxable)
     except CellError as exc:
         problems.append(Problem(cells.record.line, cells.column("taxable"), str(exc)))
-    quantity = number_text(cells["quantity"]) or "1"
-    return LineDraft(description=cells["description"], quantity=quantity,
-                     unit_price=number_text(cells["unit_price"]), taxable=taxable)
+    quantity = number_text(cells["quantity"])
+    price = number_text(cells["unit_price"])
+    given = _Given(bool(quantity), bool(price), bool(cells["taxable"]))
+    return LineDraft(description=cells["description"], quantity=quantity or _NEW_LINE.quantity,
+                     unit_price=price, taxable=taxable), given
 
 
 _LABELS = {"frequency": "billing frequency", "start_date": "start date", "end_date": "end date", "notes": "notes"}
@@ -222,16 +257,22 @@ def _group_rows(table: CsvTable, mapping: ColumnMapping, clients: _Clients, orde
                     rec.line, cells.column(value_key),
                     f"The {_LABELS[value_key]} “{cells[value_key]}” differs from line "
                     f"{group.value_lines[value_key]} of the same agreement (“{group.values[value_key]}”)."))
-        group.lines.append(_line(cells, group.problems))
+        line, given = _line(cells, group.problems)
+        group.lines.append(line)
+        group.given.append(given)
     return list(groups.values())
 
 
-def _issue_place(group: _Group, issue: Issue) -> tuple[int, str]:
+def _issue_place(group: _Group, issue: Issue, line_rows: list[Cells | None]) -> tuple[int, str]:
+    """Where in the file a form's issue is: `line_rows` gives the file row of each draft line
+    (None for a kept line the file does not name)."""
     field_name = issue.field
     if field_name.startswith("lines["):
         index = int(field_name[6:field_name.index("]")])
         attr = field_name.rsplit(".", 1)[-1]
-        cells = group.rows[index] if index < len(group.rows) else group.first
+        cells = line_rows[index] if index < len(line_rows) else None
+        if cells is None:
+            return group.first.record.line, ""
         return cells.record.line, cells.column(attr)
     if field_name in group.value_lines:
         return group.value_lines[field_name], group.first.column(field_name)
@@ -239,9 +280,7 @@ def _issue_place(group: _Group, issue: Issue) -> tuple[int, str]:
     return group.first.record.line, group.first.column(column_key)
 
 
-def _detail(session: Session, group: _Group) -> str:
-    client = session.get(Client, group.client_id) if group.client_id is not None else None
-    currency = client.currency if client else "USD"
+def _detail(currency: str, group: _Group) -> str:
     total = 0
     for ln in group.lines:
         try:
@@ -252,6 +291,89 @@ def _detail(session: Session, group: _Group) -> str:
     per = {"monthly": "month", "quarterly": "quarter", "annual": "year"}.get(freq, freq)
     n = len(group.lines)
     return f"{n} line{'s' if n != 1 else ''}, {format_amount(total, currency)} per {per}"
+
+
+def _merge_lines(group: _Group, kept: list[LineDraft]) -> tuple[list[LineDraft], list[Cells | None]]:
+    """The lines an update leaves: the kept lines in their order, each changed by the file line
+    of the same description (its blank cells keeping the kept values), then the file's new lines.
+    Also the file row of each line (None: a kept line the file does not name)."""
+    by_description: dict[str, list[LineDraft]] = {}
+    for old in kept:
+        by_description.setdefault(name_key(old.description), []).append(old)
+    changed: dict[int, tuple[LineDraft, Cells | None]] = {}
+    added: list[tuple[LineDraft, Cells]] = []
+    for ln, given, cells in zip(group.lines, group.given, group.rows, strict=True):
+        olds = by_description.get(name_key(ln.description))
+        if not olds:
+            added.append((ln, cells))
+            continue
+        old = olds.pop(0)
+        changed[id(old)] = (LineDraft(
+            description=old.description,
+            quantity=ln.quantity if given.quantity else old.quantity,
+            unit_price=ln.unit_price if given.unit_price else old.unit_price,
+            taxable=ln.taxable if given.taxable else old.taxable,
+            series=old.series), cells)
+    lines: list[LineDraft] = []
+    rows: list[Cells | None] = []
+    for old in kept:
+        new, row = changed.get(id(old), (old, None))
+        lines.append(new)
+        rows.append(row)
+    for ln, cells in added:
+        lines.append(ln)
+        rows.append(cells)
+    return lines, rows
+
+
+_PER = {"monthly": "month", "quarterly": "quarter", "annual": "year"}
+
+
+def _update_detail(agreement: Agreement, values: dict[str, Any], kept_only: list[str]) -> str:
+    """What an update changes: each line, the agreement's values, and the total per period."""
+    currency = agreement.client.currency
+
+    def price(cents: int) -> str:
+        return format_amount(cents, currency, symbol=False)
+
+    old_lines = {ln.series: ln for ln in agreement.lines}
+    parts: list[str] = []
+    for key, label in (("start_date", "start date"), ("end_date", "end date")):
+        old_day, new_day = getattr(agreement, key), values[key]
+        if old_day != new_day:
+            parts.append(f"{label} {old_day.isoformat() if old_day else 'none'} → "
+                         f"{new_day.isoformat() if new_day else 'none'}")
+    if values["frequency"] is not agreement.frequency:
+        parts.append(f"billing {agreement.frequency.value} → {values['frequency'].value}")
+    if values["notes"] != agreement.notes:
+        parts.append("notes changed")
+    for v in values["lines"]:
+        old = old_lines.get(v["series"]) if v["series"] is not None else None
+        if old is None:
+            parts.append(f"adds {v['description']} ({format_decimal(v['quantity'])} × "
+                         f"{price(v['unit_price_cents'])}{', taxable' if v['taxable'] else ''})")
+            continue
+        changes = []
+        if old.quantity != v["quantity"]:
+            changes.append(f"quantity {format_decimal(old.quantity)} → {format_decimal(v['quantity'])}")
+        if old.unit_price_cents != v["unit_price_cents"]:
+            changes.append(f"{price(old.unit_price_cents)} → {price(v['unit_price_cents'])}")
+        if old.taxable != v["taxable"]:
+            changes.append("now taxable" if v["taxable"] else "no longer taxable")
+        if changes:
+            parts.append(f"{old.description}: {', '.join(changes)}")
+    if kept_only:
+        parts.append(f"keeps {', '.join(kept_only)} (not in the file; remove lines in the agreement dialog)")
+    before = sum(line_amount_cents(ln.quantity, ln.unit_price_cents) for ln in agreement.lines)
+    after = sum(line_amount_cents(v["quantity"], v["unit_price_cents"]) for v in values["lines"])
+    old_freq, new_freq = agreement.frequency.value, values["frequency"].value
+    if before == after and old_freq == new_freq:
+        total = f"{old_freq} total {format_amount(after, currency)}, unchanged"
+    else:
+        total = (f"{old_freq} total {format_amount(before, currency)} → "
+                 f"{'' if old_freq == new_freq else new_freq + ' total '}{format_amount(after, currency)}")
+    changes_text = "; ".join(parts) if parts else "no changes"
+    return f"{changes_text[:1].upper()}{changes_text[1:]}; {total}"
 
 
 def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
@@ -265,6 +387,11 @@ def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
     if options.date_order == "auto" and order:
         example = "day first (31/01/2026)" if order == "dmy" else "month first (01/31/2026)"
         notices.append(f"The file's dates are written {example}; dates such as 03/04/2026 are read the same way.")
+    elif options.date_order == "auto":
+        order = _office_date_order(session)
+        if order:
+            notices.append("Dates such as 03/04/2026 are read month first (March 4), as in the United States; "
+                           "choose day first (or --date-order dmy) if the file writes them the other way.")
     existing: dict[tuple[int, str], list[tuple[int, str]]] = {}
     for aid, cid, name in session.execute(select(Agreement.id, Agreement.client_id, Agreement.name)
                                           .where(Agreement.status == AgreementStatus.ACTIVE)):
@@ -272,10 +399,16 @@ def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
 
     orphans: list[PlannedRow] = []
     groups = _group_rows(table, mapping, clients, order, orphans)
+    # The file's clients in a few queries, held here so that each session.get below (and the
+    # form's, in validate_agreement) finds them in the session instead of loading one by one.
+    client_ids = sorted({g.client_id for g in groups if g.client_id is not None})
+    loaded: dict[int, Client] = {}
+    for i in range(0, len(client_ids), 500):
+        loaded.update((c.id, c) for c in session.scalars(select(Client).where(Client.id.in_(client_ids[i:i + 500]))))
     planned: list[tuple[PlannedRow, _Planned | None]] = [(o, None) for o in orphans]
     for group in groups:
         assert group.client_id is not None
-        client = session.get(Client, group.client_id)
+        client = loaded.get(group.client_id)
         title = f"{client.legal_name if client else group.client_text} — {group.name}"
         line_numbers = tuple(c.record.line for c in group.rows)
         problems = list(group.problems)
@@ -285,9 +418,10 @@ def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
                                end_date=group.values.get("end_date") or None,
                                frequency=group.values.get("frequency", "monthly"),
                                notes=group.values.get("notes", ""), lines=list(group.lines))
-        detail = _detail(session, group)
+        detail = _detail(client.currency if client else "USD", group)
         action, reason, target = CREATE, "", None
         existing_agreement: Agreement | None = None
+        line_rows: list[Cells | None] = list(group.rows)  # the file row of each draft line
         if match:
             target, matched_name = match[0]
             if options.duplicates == "skip":
@@ -309,16 +443,19 @@ def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
             if "frequency" not in group.values:
                 draft.frequency = current.frequency
             draft.notes = draft.notes or current.notes
-            by_description = {name_key(ln.description): ln.series for ln in current.lines}
-            for ln in draft.lines:
-                ln.series = by_description.pop(name_key(ln.description), None)
+            draft.lines, line_rows = _merge_lines(group, current.lines)
             action, reason = UPDATE, f"Updates {matched_name} (ID {target})."
         values, issues = validate_agreement(session, draft, existing=existing_agreement)
         # The form numbers an agreement's lines ("Line 2: …"); the import names the file's line instead.
-        problems += [Problem(*_issue_place(group, i), re.sub(r"^Line \d+: ", "", i.message)) for i in issues
+        problems += [Problem(*_issue_place(group, i, line_rows), re.sub(r"^Line \d+: ", "", i.message))
+                     for i in issues
                      if i.field not in group.unreadable]  # "Enter the start date" after "not a date" says nothing
         if problems:
             action = ERROR
+        elif existing_agreement is not None:
+            detail = _update_detail(existing_agreement, values,
+                                    [ln.description for ln, row in zip(draft.lines, line_rows, strict=True)
+                                     if row is None])
         planned.append((PlannedRow(line_numbers[0], action, title, reason, tuple(problems), target_id=target,
                                    lines=line_numbers, detail=detail),
                         _Planned(draft, values) if action != ERROR else None))
@@ -326,27 +463,6 @@ def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
     plan = ImportPlan("agreements", table.file_name, tuple(p[0] for p in planned), options, (), tuple(notices),
                       order)
     return plan, [p[1] for p in planned]
-
-
-def create_agreements(session: Session, values_list: list[dict[str, Any]]) -> list[int]:
-    """Agreements from validate_agreement's values, written in one flush (create_agreement flushes
-    each one).  The same columns and lines (mspbill.agreements._apply, _apply_lines) and the same
-    audit entry per agreement as create_agreement."""
-    agreements = []
-    for values in values_list:
-        agreement = Agreement(status=AgreementStatus.ACTIVE)
-        apply_agreement_values(agreement, values)
-        apply_agreement_lines(agreement, values["lines"], None)
-        agreements.append(agreement)
-    session.add_all(agreements)
-    session.flush()
-    for agreement in agreements:
-        client = session.get(Client, agreement.client_id)
-        audit.record(session, "agreement.created", "agreement", agreement.id,
-                     f"Created agreement {agreement.name} for "
-                     + (client.legal_name if client is not None else f"client {agreement.client_id}"),
-                     {"lines": agreement_lines_snapshot(agreement)})
-    return [a.id for a in agreements]
 
 
 def plan_agreement_import(session: Session, table: CsvTable, mapping: ColumnMapping,

@@ -59,12 +59,27 @@ _MONTHS = {m: i + 1 for i, m in enumerate(
 _NAMED = re.compile(r"(\d{1,2})[ -]([A-Za-z]{3,9})\.?[ -,]*(\d{4})|([A-Za-z]{3,9})\.? (\d{1,2}),? (\d{4})")
 
 
+# Years a date in an import may have: older or later is a typing slip ("1/1/0026", "2/3/2206").
+FIRST_YEAR, LAST_YEAR = 1990, 2100
+
+
 def _year(text: str) -> int:
+    """A two-digit year is 2000-2089 for 00-89 and 1990-1999 for 90-99 (spreadsheets' own pivot)."""
     y = int(text)
-    return 2000 + y if len(text) == 2 else y
+    if len(text) == 2:
+        return 2000 + y if y < 90 else 1900 + y
+    return y
+
+
+def _check_year(y: int, text: str) -> None:
+    if not FIRST_YEAR <= y <= LAST_YEAR:
+        hint = " Write the year with four digits, for example 2026." if y < 1000 else " Check the year."
+        raise CellError(f"“{text}” has the year {y:04d}; dates in an import are from {FIRST_YEAR} to "
+                        f"{LAST_YEAR}.{hint}")
 
 
 def _make(y: int, m: int, d: int, text: str) -> dt.date:
+    _check_year(y, text)
     try:
         return dt.date(y, m, d)
     except ValueError:
@@ -99,6 +114,7 @@ def parse_date_cell(text: str, order: str = "auto") -> dt.date | None:
     m = _NUMERIC.fullmatch(s)
     if m:
         a, b, y = int(m.group(1)), int(m.group(2)), _year(m.group(3))
+        _check_year(y, s)  # "03/04/0026" is a slip of the year before it is a question of order
         hint = date_order_hint(s)
         use = order if order in ("mdy", "dmy") else hint
         if use is None:

@@ -7,6 +7,9 @@ blanks and accents' encoding aside) or when they share a billing e-mail address.
 person chooses per import what happens to such rows: skip them (the default), update the
 existing client (the file's non-blank cells replace its values; a blank cell keeps what
 is there; contacts are added, or updated by name), or create a new client anyway.  A row
+found only by a shared billing e-mail under another name (sister companies often share
+one accounts-payable address) never renames the client: "update" keeps the client's
+name, and the preview says so on that row.  A row
 that repeats an earlier row of the same file is skipped (unless "create anyway").
 """
 
@@ -25,10 +28,10 @@ from mspbill.clients import (
     ClientDraft,
     ContactDraft,
     client_draft,
+    create_clients,
     update_client,
     validate_client,
 )
-from mspbill.clients import _apply as apply_client_values
 from mspbill.db.models import Client, ClientStatus
 from mspbill.imports.cells import (
     CellError,
@@ -108,6 +111,21 @@ def _merge_contacts(existing: list[ContactDraft], new: list[ContactDraft]) -> li
     return out
 
 
+def _unfold_address(d: ClientDraft, cells: Cells) -> None:
+    """PSA and QuickBooks exports often put a whole street address, line breaks and all, in one quoted
+    cell: its second line goes to address line 2 when the file gives none, and any further line
+    breaks in the address and city cells become ", " (the client form takes one line each)."""
+    first = [part.strip() for part in d.address_line1.splitlines() if part.strip()]
+    if len(first) > 1:
+        d.address_line1 = first[0]
+        rest = ", ".join(first[1:])
+        d.address_line2 = f"{rest}, {cells['address_line2']}" if cells["address_line2"] else rest
+    for key in ("address_line2", "city", "region", "postal_code", "country", "phone"):
+        value = getattr(d, key)
+        if "\n" in value or "\r" in value:
+            setattr(d, key, ", ".join(p.strip() for p in value.splitlines() if p.strip()))
+
+
 def _draft(cells: Cells, base: ClientDraft, problems: list[Problem], *, updating: bool) -> ClientDraft:
     """The row as a ClientDraft on top of `base` (the defaults, or the existing client when updating)."""
     line = cells.record.line
@@ -116,6 +134,7 @@ def _draft(cells: Cells, base: ClientDraft, problems: list[Problem], *, updating
         value = cells[key]
         if value or (not updating and cells.has(key)):
             setattr(d, key, value)
+    _unfold_address(d, cells)
     if cells["currency"]:
         d.currency = cells["currency"].upper()
     if cells["tax_rate"]:
@@ -207,11 +226,13 @@ def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
 
         # The same client as one kept already?
         match: _Existing | None = None
+        shared = ""  # the billing e-mail a match by e-mail was found by
         if options.duplicates != "create":
             found = by_name.get(key, []) if key else []
             how = "name"
             if not found:
-                found = next((by_email[e] for e in emails if e in by_email), [])
+                shared = next((e for e in emails if e in by_email), "")
+                found = by_email.get(shared, [])
                 how = "billing e-mail"
             if found:
                 match = found[0]
@@ -225,6 +246,9 @@ def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
 
         if match is not None:
             archived = " (archived)" if match.archived else ""
+            # Sister companies often share one accounts-payable address: a row found only by its
+            # e-mail under another name may be another company, so it never renames the client.
+            other_name = how == "billing e-mail" and bool(key) and key != name_key(match.name)
             if match.id in targeted:
                 rows.append(PlannedRow(rec.line, SKIP, name, f"Line {targeted[match.id]} already matches "
                                                              f"{match.name}{archived}.", tuple(problems),
@@ -233,17 +257,28 @@ def _plan(session: Session, table: CsvTable, mapping: ColumnMapping,
                 continue
             targeted[match.id] = rec.line
             if options.duplicates == "skip":
-                rows.append(PlannedRow(rec.line, SKIP if not problems else ERROR, name,
-                                       f"Already in mspbill by {how}: {match.name}{archived} (ID {match.id}).",
+                reason = f"Already in mspbill by {how}: {match.name}{archived} (ID {match.id})."
+                if other_name:
+                    reason = (f"{name} shares the billing e-mail {shared} with {match.name}{archived} "
+                              f"(ID {match.id}); not imported. If it is a separate company, give it its own "
+                              "billing e-mail in the file or add it in the Clients screen.")
+                rows.append(PlannedRow(rec.line, SKIP if not problems else ERROR, name, reason,
                                        tuple(problems), tuple(notes), match.id))
                 drafts.append(None)
                 continue
             client = session.get(Client, match.id)
             assert client is not None
             draft = _draft(cells, client_draft(client), problems, updating=True)
-            if how == "name":
-                draft.legal_name = client.legal_name  # equal but for case or blanks: keep the name as kept
             reason = f"Updates {match.name}{archived} (ID {match.id}), matched by {how}."
+            if how == "name" or other_name:
+                # By name: equal but for case or blanks, so the name stays as kept.  By e-mail under
+                # another name: perhaps a sister company, so the name is not the file's to change.
+                draft.legal_name = client.legal_name
+            if other_name:
+                reason = (f"{name} shares the billing e-mail {shared} with {match.name}{archived} "
+                          f"(ID {match.id}): updates {match.name} from this row but keeps its name. If {name} is "
+                          "a separate company, skip duplicates and add it in the Clients screen, or give it its "
+                          "own billing e-mail in the file.")
             action = UPDATE
         else:
             draft = _draft(cells, defaults, problems, updating=False)
@@ -284,22 +319,6 @@ def import_clients(session: Session, table: CsvTable, mapping: ColumnMapping,
                           tuple(created), tuple(updated))
     record_import(session, plan, table, mapping, result)
     return result
-
-
-def create_clients(session: Session, values_list: list[dict[str, Any]]) -> list[int]:
-    """Clients from validate_client's values, written in one flush (create_client flushes each one:
-    5 ms a client, 50 s for 10,000).  The same columns (mspbill.clients._apply) and the same
-    audit entry per client as create_client."""
-    clients = []
-    for values in values_list:
-        client = Client(status=ClientStatus.ACTIVE)
-        apply_client_values(client, values)
-        clients.append(client)
-    session.add_all(clients)
-    session.flush()
-    for client in clients:
-        audit.record(session, "client.created", "client", client.id, f"Created client {client.legal_name}")
-    return [c.id for c in clients]
 
 
 def record_import(session: Session, plan: ImportPlan, table: CsvTable, mapping: ColumnMapping,

@@ -2,9 +2,11 @@
 
 What comes in is bytes of unknown encoding and separator.  The encoding is found by
 trying UTF-8 strictly (with or without a BOM), then UTF-16 when the file starts with its
-BOM (Excel's "Unicode text"), then Windows-1252 (Excel's "CSV" on Windows); the
-separator by counting commas, semicolons and tabs outside quotes in the header line
-(csv.Sniffer guesses wrongly on short or quote-heavy files).  Excel's own hint, a first
+BOM (Excel's "Unicode text"), then Windows-1252 (Excel's "CSV" on Windows), but only for a
+file without a UTF-8 BOM or any UTF-8 letter: a UTF-8 file with one broken byte is refused,
+naming the line, rather than read as "CafÃ©".  The separator is found by counting commas,
+semicolons and tabs outside quotes in the header line (csv.Sniffer guesses wrongly on
+short or quote-heavy files).  Excel's own hint, a first
 line "sep=;", is obeyed.  The csv module does the quoting: fields with separators,
 doubled quotes and line breaks inside quotes.
 
@@ -20,6 +22,7 @@ import codecs
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -101,6 +104,13 @@ def read_csv_file(path: str | Path, *, max_bytes: int = MAX_FILE_BYTES, max_rows
     return read_csv_bytes(data, name, max_rows=max_rows, max_bytes=max_bytes)
 
 
+# A well-formed UTF-8 sequence of two to four bytes (RFC 3629, table 3-7 of the Unicode standard).
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}")
+
+
 def decode(data: bytes, name: str) -> tuple[str, str]:
     """(text, encoding name) of the file's bytes, or ImportFileError."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
@@ -118,8 +128,19 @@ def decode(data: bytes, name: str) -> tuple[str, str]:
     try:
         text = data.decode("utf-8-sig")
         return text, "UTF-8 with BOM" if data.startswith(codecs.BOM_UTF8) else "UTF-8"
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        bad = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
+    # A file that says it is UTF-8 (a BOM), or writes its letters as UTF-8, is UTF-8 with a broken
+    # byte: read as Windows-1252 every "é" would become "Ã©".  Only a file without any UTF-8
+    # letter is Windows-1252.
+    if data.startswith(codecs.BOM_UTF8) or _UTF8_MULTIBYTE.search(data):
+        line_start = data.rfind(b"\n", 0, bad) + 1
+        line = data.count(b"\n", 0, bad) + 1
+        column = len(data[line_start:bad].decode("utf-8", errors="replace").lstrip("\ufeff")) + 1
+        raise ImportFileError(
+            f"{name} is UTF-8 text, but line {line} has a byte that is not UTF-8 at character {column} "
+            f"(byte 0x{data[bad]:02X}), so letters there cannot be read. Fix that character, or open the file "
+            "in your spreadsheet and save it again as “CSV UTF-8”.")
     try:
         return data.decode("cp1252"), "Windows-1252"
     except UnicodeDecodeError:

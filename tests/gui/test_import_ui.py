@@ -60,8 +60,14 @@ def test_import_clients_wizard_blocks_errors_then_imports(qtbot, ops, app_ctx, t
     wait_idle(qtbot, ops)
     assert dialog.import_button.isEnabled(), dialog.summary.text()
     dialog.import_button.click()
+    # While the all-or-nothing import is written, Cancel / Escape / closing the window do nothing:
+    # otherwise the clients would appear with nobody told.
+    assert not dialog.close_button.isEnabled()
+    dialog.reject()
+    assert dialog.isVisible()
     wait_idle(qtbot, ops)
     assert "2 clients created" in dialog.done_notice.text()
+    assert dialog.close_button.isEnabled()
     assert dialog.close_button.text() == "Close"
     assert sorted(r.legal_name for r in screen.model.visible_rows()) == ["Müller GmbH", "Zeta Dental"]
     with app_ctx.db.session() as s:
