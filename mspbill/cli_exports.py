@@ -4,7 +4,9 @@ The range is inclusive (invoices by issue date, payments by the day received) an
 The file is written through a temporary file and renamed, so a failure never leaves half a file (an
 existing file of that name is replaced: exporting again is the normal thing to do).  The summary -- counts,
 totals per currency, what was left out and why -- goes to standard output (with --json: one JSON document
-and nothing else); "Saved ... to PATH" goes to standard error.  Bad input: a sentence, exit 2.
+and nothing else); "Saved ... to PATH" (or "Replaced PATH ..." when a file was there) goes to standard error.
+--currency must name a currency the office uses (a client, invoice or payment in it).  Bad input: a
+sentence, exit 2.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mspbill.exports import (
     FORMATS,
     ExportOptions,
     build_export,
+    check_currency,
     export_format,
     load_export_data,
     parse_range,
@@ -68,15 +71,21 @@ def cmd_export(ctx: AppContext, args: argparse.Namespace) -> int:
     options = _options(args)
     path = _target(args.out, fmt.filename(start, end), fmt.suffix)
     with ctx.db.session() as s:
+        if options.currency is not None:
+            check_currency(s, options.currency)
         data = load_export_data(s, start, end)
     result = build_export(data, fmt.key, options)
+    replaced = path.exists()
     write_file_atomically(path, result.data)
     if args.json:
-        emit_json({"path": str(path), "bytes": len(result.data), **result.summary.as_json()})
+        emit_json({"path": str(path), "bytes": len(result.data), "replaced": replaced, **result.summary.as_json()})
     else:
         for line in result.summary.text_lines():
             print(line)
-    print(f"Saved the {fmt.label} export to {path}", file=sys.stderr)
+    if replaced:
+        print(f"Replaced {path} with the {fmt.label} export", file=sys.stderr)
+    else:
+        print(f"Saved the {fmt.label} export to {path}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -50,7 +50,7 @@ def test_json_prints_one_document_and_a_folder_takes_the_suggested_name(cli, fol
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     path = tmp_path / "mspbill-xero-2026-10-01_2026-10-31.zip"
-    assert doc["path"] == str(path) and doc["filename"] == path.name
+    assert doc["path"] == str(path) and doc["filename"] == path.name and doc["replaced"] is False
     assert (doc["invoices"], doc["credit_notes"], doc["payments"], doc["refunds"]) == (6, 1, 5, 1)
     assert [t["currency"] for t in doc["totals"]] == ["USD", "EUR"]
     assert doc["totals"][1]["invoiced"] == "238.00"
@@ -81,3 +81,28 @@ def test_an_empty_range_writes_the_headers_and_says_so(cli, folder: Path, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "There are no invoices in that range (the file holds the headers only)." in result.stdout
     assert target.read_bytes() == (GOLDEN / "qbo.csv").read_bytes().split(b"\r\n")[0] + b"\r\n"
+
+
+def test_a_currency_the_office_never_used_is_refused_one_it_used_gives_an_empty_file(cli, folder: Path,
+                                                                                     tmp_path: Path) -> None:
+    never = _export(cli, folder, "qbo", *RANGE, "--currency", "xyz", "--out", str(tmp_path / "xyz.csv"))
+    assert never.returncode == 2 and never.stdout == ""
+    assert never.stderr == ("mspbill: The office has no clients, invoices or payments in XYZ; it uses USD and "
+                            "EUR.\n")
+    assert list(tmp_path.iterdir()) == []
+    # EUR is the office's, with nothing in August: an empty file, rightly.
+    empty = _export(cli, folder, "quickbooks", "--from", "2026-08-01", "--to", "2026-08-31", "--currency", "EUR",
+                    "--out", str(tmp_path / "eur.iif"))
+    assert empty.returncode == 0, empty.stderr
+    assert "There are no invoices in that range" in empty.stdout
+
+
+def test_an_existing_file_is_replaced_and_the_output_says_so(cli, folder: Path, tmp_path: Path) -> None:
+    target = tmp_path / "october.csv"
+    target.write_bytes(b"last month's export")
+    result = _export(cli, folder, "qbo", *RANGE, "--out", str(target))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"Replaced {target} with the QuickBooks Online (invoices CSV) export\n"
+    assert target.read_bytes() == (GOLDEN / "qbo.csv").read_bytes()
+    as_json = _export(cli, folder, "qbo", *RANGE, "--out", str(target), "--json")
+    assert json.loads(as_json.stdout)["replaced"] is True

@@ -2,7 +2,7 @@
 
 The office (build_office) is small and fixed; its October 2026 holds each case an export must get right:
 a taxable and a non-taxable line, the autopay incentive's negative line, a fractional quantity (2.5 TB,
-3.5 hours), a partial and a full payment, a card payment partly refunded, a credit note, a voided invoice,
+3.5 hours), a prorated line (2 × 310.00 for 15/31 days = 300.00: the books get 1 × 300.00), a partial and a full payment, a card payment partly refunded, a credit note, a voided invoice,
 a payment in the range for an invoice issued before it, an invoice after the range, a draft, a client in
 EUR, a client whose name Windows-1252 cannot hold ("Łódź Café"), one named like a spreadsheet formula
 (=HYPERLINK("http://x","y")) and one whose name has a comma and quotes (Smith, Jones & "Partners" LLC).
@@ -68,9 +68,12 @@ UNICODE_NAME = "Łódź Café Sp. z o.o."
 
 # --- the office ----------------------------------------------------------------------------------
 
-def _draft(db: Database, client_id: int, title: str, lines: list[tuple[str, str, int, str, bool]],
-           memo: str = "") -> int:
-    """A draft with exactly these (kind, quantity, unit price cents, description, taxable) lines."""
+Line = tuple[str, str, int, str, bool] | tuple[str, str, int, str, bool, int, dt.date]
+
+
+def _draft(db: Database, client_id: int, title: str, lines: list[Line], memo: str = "") -> int:
+    """A draft with exactly these (kind, quantity, unit price cents, description, taxable) lines; a prorated
+    line adds its amount and its first day: (..., amount cents, service start)."""
     with db.write_session() as s, s.begin():
         client = s.get(Client, client_id)
         assert client is not None
@@ -78,11 +81,13 @@ def _draft(db: Database, client_id: int, title: str, lines: list[tuple[str, str,
                       currency=client.currency, title=title, memo=memo, tax_rate_percent=client.tax_rate_percent,
                       credit_applied_cents=0, paid_cents=0, credited_cents=0)
         rows = []
-        for n, (kind, qty, price, description, taxable) in enumerate(lines):
+        for n, (kind, qty, price, description, taxable, *prorated) in enumerate(lines):
+            amount = prorated[0] if prorated else line_amount_cents(Decimal(qty), price)
+            first = prorated[1] if prorated else START
             rows.append(InvoiceLine(position=n, kind=LineKind(kind), description=description,
                                     quantity_e4=int(Decimal(qty) * QUANTITY_SCALE), unit_price_cents=price,
-                                    amount_cents=line_amount_cents(Decimal(qty), price), taxable=taxable,
-                                    service_start=START if kind == "service" else None,
+                                    amount_cents=amount, taxable=taxable,
+                                    service_start=first if kind == "service" else None,
                                     service_end=END if kind == "service" else None))
         inv.lines = rows
         totals = compute_totals(((ln.amount_cents, ln.taxable) for ln in rows), inv.tax_rate_percent)
@@ -122,7 +127,9 @@ def build_office(db: Database) -> dict[str, int]:
         ("discount", "1", -3438, "Autopay discount (5%)", True)])
     lodz_oct = _draft(db, lodz, "Managed IT — October 2026", [("service", "1", 120000, "Managed IT, Łódź office", True)],
                       memo="PO 2026/10\nThank you")
-    formula_oct = _draft(db, formula, "Managed IT — October 2026", [("service", "1", 30000, "Managed IT", True)])
+    # Prorated (started 17 October): 2 × 310.00 × 15/31 days = 300.00, not 2 × 310.00.
+    formula_oct = _draft(db, formula, "Managed IT — October 2026", [
+        ("service", "2", 31000, "Managed IT (17–31 Oct, 15/31 days)", True, 30000, dt.date(2026, 10, 17))])
     smith_oct = _draft(db, smith, "Consulting — October 2026", [
         ("item", "3.5", 15000, "Consulting, on-site", True),
         ("item", "1", 6000, "Travel", False)])

@@ -18,7 +18,7 @@ import html
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QDate, Qt, QTimer, QUrl, Signal
+from PySide6.QtCore import QDate, QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
@@ -28,6 +28,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -57,6 +59,22 @@ from ui.widgets import MUTED_STYLE, notice_label, show_notice
 RANGE_SETTLE_MS = 350   # typing a date changes it digit by digit: the preview follows once it settles
 ONE_CURRENCY_FORMATS = (QBO.key, IIF.key)
 FILE_FILTERS = {".csv": "CSV files (*.csv)", ".iif": "QuickBooks IIF files (*.iif)", ".zip": "ZIP archives (*.zip)"}
+
+
+class RowLabel(QLabel):
+    """A label of the range row that is never clipped: a mnemonic draws its letter apart from the rest, so the
+    pair loses its kerning ("To" drawn wider than measured showed as "Tc"); the width here is the letters'
+    unkerned advances, worked out with the font the label has when laid out."""
+
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        metrics = self.fontMetrics()
+        text = self.text().replace("&&", "\0").replace("&", "").replace("\0", "&")
+        unkerned = sum(metrics.horizontalAdvance(ch) for ch in text) + 2 * self.margin() + 2
+        return QSize(max(hint.width(), unkerned), hint.height())
+
+    def minimumSizeHint(self) -> QSize:
+        return self.sizeHint()
 
 
 def ask_save_path(parent: QWidget | None, title: str, suggested: Path, file_filter: str) -> Path | None:
@@ -133,7 +151,7 @@ class ExportsPanel(QWidget):
         layout.setContentsMargins(8, 8, 8, 6)
 
         top = QHBoxLayout()
-        format_label = QLabel("&Format")
+        format_label = RowLabel("&Format")
         self.format_combo = QComboBox()
         for fmt in FORMATS.values():
             self.format_combo.addItem(fmt.label, fmt.key)
@@ -141,11 +159,33 @@ class ExportsPanel(QWidget):
                                           Qt.ItemDataRole.ToolTipRole)
         format_label.setBuddy(self.format_combo)
         self.format_combo.currentIndexChanged.connect(lambda _i: self._format_changed())
-        self.format_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        # Shrinks (eliding the name) rather than push the row wider than a narrow window: the description
+        # underneath says what the format is, and the list shows the whole names.
+        self.format_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.format_combo.setMinimumContentsLength(24)
+        self.format_combo.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         top.addWidget(format_label)
         top.addWidget(self.format_combo)
-        top.addSpacing(18)
-        start_label, end_label = QLabel("F&rom"), QLabel("&To")
+        top.addStretch(1)
+        # The action at the top right, where a long preview cannot push it out of sight.
+        self.export_button = QPushButton("&Export…")
+        self.export_button.setToolTip("Choose where to save the file, then write it")
+        self.export_button.clicked.connect(lambda: self.export())
+        self.show_button = QPushButton("Show in &folder")
+        self.show_button.setToolTip("Open the folder holding the file just exported")
+        self.show_button.clicked.connect(lambda: self.show_folder())
+        self.show_button.hide()
+        top.addWidget(self.show_button)
+        top.addWidget(self.export_button)
+        layout.addLayout(top)
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.description.setStyleSheet(MUTED_STYLE)
+        layout.addWidget(self.description)
+
+        # The range on a row of its own: with the format's on one row, a window 960 px wide squeezed it.
+        top = QHBoxLayout()
+        start_label, end_label = RowLabel("F&rom"), RowLabel("&To")
         self.start_edit, self.end_edit = QDateEdit(), QDateEdit()
         start_tip = "The first day of the range: invoices by issue date, payments by the day received"
         end_tip = "The last day of the range, included (today at the latest)"
@@ -154,32 +194,29 @@ class ExportsPanel(QWidget):
             edit.setDisplayFormat("yyyy-MM-dd")
             edit.setToolTip(tip)
             label.setBuddy(edit)
-            # Room for the whole word: the mnemonic's "&" made Qt clip "To" to "T".
-            label.setMinimumWidth(label.fontMetrics().horizontalAdvance(label.text().replace("&", "")) + 6)
             edit.dateChanged.connect(lambda _d: self._range_edited())
-            top.addSpacing(6)
+            if edit is self.end_edit:
+                top.addSpacing(6)
             top.addWidget(label)
             top.addWidget(edit)
         self.last_month_button = QPushButton("&Last month")
         self.last_month_button.setToolTip("The calendar month before this one")
         self.last_month_button.clicked.connect(lambda: self.set_range(*last_month(self.today())))
         top.addWidget(self.last_month_button)
-        self.currency_label = QLabel("&Currency")
+        self.currency_label = RowLabel("&Currency")
         self.currency_combo = QComboBox()
         self.currency_combo.setToolTip("QuickBooks takes one currency per file: export each currency on its own")
         self.currency_label.setBuddy(self.currency_combo)
         self.currency_combo.activated.connect(lambda _i: self._range_edited())
         top.addWidget(self.currency_label)
         top.addWidget(self.currency_combo)
+        # A label is never squeezed below its text (RowLabel).
+        for label in (format_label, start_label, end_label, self.currency_label):
+            label.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)
         self.currency_label.hide()
         self.currency_combo.hide()
         top.addStretch(1)
         layout.addLayout(top)
-
-        self.description = QLabel()
-        self.description.setWordWrap(True)
-        self.description.setStyleSheet(MUTED_STYLE)
-        layout.addWidget(self.description)
 
         self.preview = QFrame()
         self.preview.setObjectName("exportPreview")
@@ -201,23 +238,24 @@ class ExportsPanel(QWidget):
         for w in (self.preview_title, self.headline, self.totals, self.details):
             w.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             box.addWidget(w)
-        layout.addWidget(self.preview)
-
-        buttons = QHBoxLayout()
-        self.export_button = QPushButton("&Export…")
-        self.export_button.setToolTip("Choose where to save the file, then write it")
-        self.export_button.clicked.connect(lambda: self.export())
-        self.show_button = QPushButton("Show in &folder")
-        self.show_button.setToolTip("Open the folder holding the file just exported")
-        self.show_button.clicked.connect(lambda: self.show_folder())
-        self.show_button.hide()
-        buttons.addWidget(self.export_button)
-        buttons.addWidget(self.show_button)
-        buttons.addStretch(1)
-        layout.addLayout(buttons)
+        # What the last export did (the file written, or why not), above the preview.
         self.note = notice_label()
         layout.addWidget(self.note)
-        layout.addStretch(1)
+        # The preview scrolls when a long summary does not fit the window, rather than being cut off.
+        holder = QWidget()
+        holder_box = QVBoxLayout(holder)
+        holder_box.setContentsMargins(0, 0, 0, 0)
+        holder_box.addWidget(self.preview)
+        holder_box.addStretch(1)
+        self.preview_scroll = QScrollArea()
+        self.preview_scroll.setWidgetResizable(True)
+        self.preview_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.preview_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.preview_scroll.setWidget(holder)
+        self.preview_scroll.viewport().setAutoFillBackground(False)
+        holder.setAutoFillBackground(False)
+        layout.addWidget(self.preview_scroll, 1)
+
 
         self._settle = QTimer(self)
         self._settle.setSingleShot(True)

@@ -18,6 +18,7 @@ from mspbill.exports.common import (
     ExportOptions,
     ExportResult,
     ExportSummary,
+    check_currency,
     export_format,
     last_month,
     load_export_data,
@@ -25,7 +26,7 @@ from mspbill.exports.common import (
 )
 
 __all__ = ["FORMATS", "ExportData", "ExportFormat", "ExportOptions", "ExportResult", "ExportSummary", "build_export",
-           "export_format", "last_month", "load_export_data", "parse_range"]
+           "check_currency", "export_format", "last_month", "load_export_data", "parse_range"]
 
 
 def _builders() -> dict[str, Callable[[ExportData, ExportOptions], ExportResult]]:

@@ -42,7 +42,13 @@ from mspbill.db.models import (
     Payment,
     Refund,
 )
-from mspbill.money import format_amount, format_decimal, from_minor, minor_units
+from mspbill.money import (
+    format_amount,
+    format_decimal,
+    from_minor,
+    line_amount_cents,
+    minor_units,
+)
 from mspbill.periods import Month
 from mspbill.validation import Issue, ValidationError
 
@@ -131,6 +137,36 @@ class ExportLine:
     @property
     def is_discount(self) -> bool:
         return self.kind == "discount"
+
+    @property
+    def amount_is_quantity_times_price(self) -> bool:
+        """Whether amount = round_half_up(quantity × unit price): not so for a prorated line (a part of the
+        period: quantity × price × days ÷ period days) nor for any other line whose amount was worked out."""
+        return line_amount_cents(self.quantity, self.unit_price_cents) == self.amount_cents
+
+
+@dataclass(frozen=True)
+class BookLine:
+    """A line as a books format writes it: quantity × unit price = amount, to the cent."""
+
+    description: str
+    quantity: Decimal
+    unit_price_cents: int
+
+
+def book_line(line: ExportLine, currency: str) -> BookLine:
+    """QuickBooks and Xero work a line's amount out as quantity × unit price, so a line whose amount is not that
+    (prorated, adjusted) goes in as 1 × its amount, the description saying what it was: "Backup (1–15 Oct,
+    15/31 days) (4 × 35.00)".  Other lines go in as they are."""
+    if line.amount_is_quantity_times_price:
+        return BookLine(line.description, line.quantity, line.unit_price_cents)
+    description = line.description
+    if "×" not in description:  # an adjustment's text already names its quantity and price
+        worked = f"{quantity_text(line.quantity)} × {decimal_text(line.unit_price_cents, currency)}"
+        if line.kind == "service" and "days" not in description:
+            worked += ", prorated"
+        description = f"{description} ({worked})".strip()
+    return BookLine(description, Decimal(1), line.amount_cents)
 
 
 @dataclass(frozen=True)
@@ -304,6 +340,23 @@ def load_export_data(session: Session, start: dt.date, end: dt.date) -> ExportDa
                                 .where(Invoice.status == InvoiceStatus.DRAFT)) or 0)
     return ExportData(start, end, company.name if company else "", company.currency if company else "USD",
                       company.country if company else "", tuple(invoices), tuple(payments), drafts)
+
+
+def check_currency(session: Session, currency: str) -> None:
+    """A sentence (ValidationError) when the office has never used `currency`: no client, invoice or payment
+    in it (a file of it would hold the headers only, and look like an empty month).  A currency the office
+    uses but has nothing in for the range is fine: that file is rightly empty."""
+    company = session.get(CompanyProfile, 1)
+    own = company.currency if company else "USD"
+    used = {own}
+    for model in (Client, Invoice, Payment):
+        used.update(c for c in session.scalars(select(model.currency).distinct()) if c)
+    if currency in used:
+        return
+    names = sorted(used, key=lambda c: (c != own, c))
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    raise ValidationError([Issue("currency", f"The office has no clients, invoices or payments in {currency}; "
+                                             f"it uses {listed}.")])
 
 
 # --- options --------------------------------------------------------------------------------------
@@ -639,3 +692,10 @@ def to_cp1252(text: str) -> tuple[str, bool]:
         except UnicodeEncodeError:
             out.append("?")
     return "".join(out), changed
+
+
+def cp1252_loses_letters(text: str) -> bool:
+    """Whether Windows-1252 would turn some character of `text` into "?" (CJK, Cyrillic, emoji), not just drop
+    an accent (ź -> z)."""
+    converted, changed = to_cp1252(text)
+    return changed and converted.count("?") > text.count("?")

@@ -15,7 +15,8 @@ support.quickbooks.intuit.com .../IIF/iif_reference_transactions.html) and "Intu
   CREDIT MEMO  TRNS Accounts Receivable -total;  SPL income +line, Sales Tax Payable +tax
   PAYMENT      TRNS Undeposited Funds +amount;   SPL Accounts Receivable -amount
 
-  SPL quantities follow Intuit's sample invoice (QNTY -2, PRICE 10, AMOUNT -20): QNTY × PRICE = AMOUNT.
+  SPL quantities follow Intuit's sample invoice (QNTY -2, PRICE 10, AMOUNT -20): QNTY × PRICE = AMOUNT;
+  a line whose amount is not quantity × price (prorated) is written as 1 × its amount (common.book_line).
 - Account and item names are the usual ones of a new company file, each changeable (--ar-account,
   --income-account, --tax-account, --deposit-account, --item).  The sales tax is its own split to the sales
   tax account (the amount mspbill charged), not QuickBooks' automatic tax line (AUTOSTAX), so QuickBooks
@@ -25,7 +26,9 @@ Text: a cell holding a comma or a double quote is quoted the way a spreadsheet s
 quotes it ("Smith, Jones & ""Partners"" LLC"): Intuit suggests editing IIF files in a spreadsheet, and
 QuickBooks also reads comma-separated IIF, so an unquoted comma in a name would be taken for a column
 break.  QuickBooks Desktop is a Windows program that reads IIF as ANSI text, so the file is Windows-1252
-with CRLF line endings: a character Windows-1252 lacks becomes its base letter (ź -> z, Ł -> L) or "?",
+with CRLF line endings: a character Windows-1252 lacks becomes its base letter (ź -> z, Ł -> L) or "?"
+(a client's name that would lose letters gets a stand-in naming its id instead, iif_name; two clients
+that would be one customer are refused),
 and the summary says how many names or texts changed.  Tabs and line breaks inside a text would break the
 row and become spaces.  Intuit suggests viewing IIF files in a spreadsheet, so text cells also go through
 mspbill.csv_cells.formula_safe: a client named "=HYPERLINK(...)" is inert there too (QuickBooks shows the
@@ -37,17 +40,21 @@ refunds (record them in QuickBooks: a check or refund to the customer against Ac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 
 from mspbill.exports.common import (
     IIF,
+    ExportClient,
     ExportData,
     ExportInvoice,
     ExportOptions,
     ExportPayment,
     ExportResult,
     SummaryBuilder,
+    book_line,
     count_text,
+    cp1252_loses_letters,
     decimal_text,
     mdy,
     numbers_text,
@@ -59,6 +66,7 @@ from mspbill.exports.common import (
     text_cell,
     to_cp1252,
 )
+from mspbill.validation import Issue, ValidationError
 
 TRNS_HEADERS = ("!TRNS", "TRNSID", "TRNSTYPE", "DATE", "ACCNT", "NAME", "AMOUNT", "DOCNUM", "MEMO", "CLEAR",
                 "TOPRINT", "DUEDATE", "TERMS", "PAYMETH")
@@ -69,10 +77,55 @@ END_HEADERS = ("!ENDTRNS",)
 DOCNUM_MAX = 11
 
 
+def iif_name(client: ExportClient) -> tuple[str, bool]:
+    """The client's QuickBooks customer name in the file, and whether it is a stand-in.
+
+    Windows-1252 keeps accents (Müller) and turns a letter it lacks into its base letter (Łódź -> Lódz), but
+    a name in another script would become "???????", and two such names of the same length one customer.
+    Such a name is written as its Latin part, if any, and the client's id: "Sakura Design #57", "Client #57"."""
+    text = text_cell(client.name)
+    if not cp1252_loses_letters(text):
+        return to_cp1252(text)[0], False
+    kept = to_cp1252(text)[0].replace("?", " ")
+    latin = " ".join(kept.split()).strip(" -–—,.;:()[]&/")
+    if not re.search(r"\w", latin):
+        latin = "Client"
+    return f"{latin} #{client.id}", True
+
+
+def iif_names(clients: Iterable[ExportClient]) -> tuple[dict[int, str], list[tuple[ExportClient, str]]]:
+    """{client id: name in the file} and the clients given a stand-in name; a sentence (ValidationError) when
+    two different clients would be one QuickBooks customer (QuickBooks matches names ignoring case)."""
+    names: dict[int, str] = {}
+    stand_ins: list[tuple[ExportClient, str]] = []
+    owners: dict[str, ExportClient] = {}
+    issues: list[Issue] = []
+    for client in sorted({c.id: c for c in clients}.values(), key=lambda c: c.id):
+        name, stand_in = iif_name(client)
+        names[client.id] = name
+        if stand_in:
+            stand_ins.append((client, name))
+        other = owners.setdefault(name.casefold(), client)
+        if other.id != client.id:
+            issues.append(Issue("clients", f"The clients “{other.name}” (#{other.id}) and “{client.name}” "
+                                           f"(#{client.id}) would both be the QuickBooks customer “{name}” (an IIF "
+                                           "file is Windows-1252, which drops some accents), so their invoices "
+                                           "and payments would merge. Rename one of them in mspbill, then "
+                                           "export again."))
+    if issues:
+        raise ValidationError(issues)
+    return names, stand_ins
+
+
 class _Writer:
-    def __init__(self) -> None:
+    def __init__(self, names: dict[int, str]) -> None:
         self.rows: list[list[str]] = []
         self.changed_texts = 0
+        self.names = names
+
+    def name(self, client: ExportClient) -> str:
+        """The client's customer name (iif_names): the same for every row of the client."""
+        return self.names[client.id]
 
     def text(self, value: str) -> str:
         """A text cell: one line, inert in a spreadsheet, in Windows-1252."""
@@ -107,7 +160,7 @@ def _invoice(w: _Writer, inv: ExportInvoice, options: ExportOptions) -> None:
     cur = inv.currency
     sign = -1 if inv.is_credit_note else 1
     kind = "CREDIT MEMO" if inv.is_credit_note else "INVOICE"
-    name = w.text(inv.client.name)
+    name = w.name(inv.client)
     number = w.text(inv.number)
     day = mdy(inv.issue_date)
     memo = " — ".join(p for p in (inv.title.strip(), inv.memo.strip()) if p)
@@ -115,9 +168,10 @@ def _invoice(w: _Writer, inv: ExportInvoice, options: ExportOptions) -> None:
            w.text(memo), "N", "N", mdy(inv.due_date), "" if inv.is_credit_note else terms_text(inv.terms_days), ""])
     for line in inv.lines:
         taxed = line.taxable and inv.tax_rate_percent  # a taxable line of a tax-exempt client is not taxed
+        book = book_line(line, cur)  # QNTY × PRICE = AMOUNT, prorated lines too
         w.row(["SPL", "", kind, day, w.text(options.income_account), "", _neg(sign * line.amount_cents, cur), number,
-               w.text(line.description), "N", quantity_text(-sign * line.quantity),
-               decimal_text(line.unit_price_cents, cur), w.text(options.item), "Y" if taxed else "N"])
+               w.text(book.description), "N", quantity_text(-sign * book.quantity),
+               decimal_text(book.unit_price_cents, cur), w.text(options.item), "Y" if taxed else "N"])
     if inv.tax_cents:
         w.row(["SPL", "", kind, day, w.text(options.tax_account), "", _neg(sign * inv.tax_cents, cur), number,
                w.text(f"Sales tax {percent_text(inv.tax_rate_percent)}"),
@@ -127,7 +181,7 @@ def _invoice(w: _Writer, inv: ExportInvoice, options: ExportOptions) -> None:
 
 def _payment(w: _Writer, p: ExportPayment, options: ExportOptions) -> None:
     cur = p.currency
-    name = w.text(p.client.name)
+    name = w.name(p.client)
     day = mdy(p.date)
     memo = f"Payment on {p.invoice_number}" if p.invoice_number else "Payment"
     if p.reference:
@@ -143,8 +197,14 @@ def _payment(w: _Writer, p: ExportPayment, options: ExportOptions) -> None:
 def build_iif(data: ExportData, options: ExportOptions) -> ExportResult:
     builder = SummaryBuilder(IIF, data, has_payments=True)
     currency, invoices, payments = single_currency(data, options, builder, "an IIF file")
-    w = _Writer()
     voided = [i for i in invoices if i.is_void]
+    names, stand_ins = iif_names([i.client for i in invoices if not i.is_void]
+                                 + [p.client for p in payments if not p.is_refund])
+    w = _Writer(names)
+    # Names that lost accents (Łódź -> Lódz) are in the count of changed texts; stand-ins have notes of their own.
+    shown = {c.id: c for c in [*(i.client for i in invoices), *(p.client for p in payments)] if c.id in names}
+    w.changed_texts += sum(1 for c in shown.values() if names[c.id] != text_cell(c.name)
+                           and all(c.id != s.id for s, _n in stand_ins))
     long_numbers = 0
     written_off = 0
     for inv in invoices:
@@ -173,6 +233,10 @@ def build_iif(data: ExportData, options: ExportOptions) -> ExportResult:
     if written_off:
         builder.notes.append(f"{count_text(written_off, 'invoice')} written off as uncollectible in mspbill "
                              "are in the file as issued; record the write-off in QuickBooks.")
+    for client, name in stand_ins:
+        builder.notes.append(f"The client “{client.name}” is “{name}” in the file: QuickBooks Desktop reads IIF as "
+                             "Windows-1252, which has no letters for that name. Rename it in QuickBooks or give "
+                             "the client a Latin name in mspbill.")
     if w.changed_texts:
         builder.notes.append(f"{w.changed_texts:,} {'name or text' if w.changed_texts == 1 else 'names or texts'} had letters QuickBooks Desktop cannot "
                              "read (it reads IIF as Windows-1252): written with the nearest plain letter or \"?\".")

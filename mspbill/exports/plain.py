@@ -58,7 +58,9 @@ invoices.csv  Every invoice and credit note issued in the range (issue date), vo
   stood when the file was made; the rest is fixed at issue.
 lines.csv     The lines of those invoices and credit notes, in printed order (line 0 first).
   line_kind: service, adjustment, discount (the autopay incentive, negative), item, instalment.
-  amount = quantity x unit_price rounded half up to the cent; taxable: yes or no.
+  amount is what was billed: quantity x unit_price rounded half up to the cent, except on a prorated
+  line (part of a period: quantity x unit_price x days / period days, the days in its description and
+  service_start..service_end) and on lines worked out otherwise. taxable: yes or no.
 payments.csv  Payments received in the range (kind payment, by the day received) and refunds given
   back in it (kind refund, amount negative, by the day refunded; payment_id: the payment refunded).
   applied_to_invoice + to_client_credit = amount (a payment larger than the balance left client credit).

@@ -16,6 +16,9 @@ What mspbill writes and why:
 - Item (Product/Service): one product/service for every line ("Services" unless --item names another); the
   line's own text goes in ItemDescription.  The autopay incentive is a line of its own with a negative
   rate and amount, as on the invoice: the import has no discount field.
+- ItemQuantity × ItemRate = ItemAmount on every row (QuickBooks recomputes or rejects a row where it is
+  not): a line whose amount is not quantity × price (prorated: × days ÷ period days) goes in as 1 × its
+  amount, its description ending with the quantity and price it had (common.book_line).
 - Taxable Y/N per line and TaxRate (the client's rate) per invoice: QuickBooks works the tax out itself.
 - One currency per file: the import has no currency column.  Invoices in other currencies are left out
   with a sentence (export them with --currency).
@@ -34,6 +37,7 @@ from mspbill.exports.common import (
     ExportOptions,
     ExportResult,
     SummaryBuilder,
+    book_line,
     count_text,
     csv_bytes,
     decimal_text,
@@ -74,8 +78,9 @@ def build_qbo(data: ExportData, options: ExportOptions) -> ExportResult:
                 terms_text(inv.terms_days), "", text_cell(memo_of(inv))]
         for line in inv.lines:
             taxed = line.taxable and inv.tax_rate_percent  # a taxable line of a tax-exempt client is not taxed
-            rows.append([*head, text_cell(options.item), text_cell(line.description), quantity_text(line.quantity),
-                         decimal_text(line.unit_price_cents, inv.currency),
+            book = book_line(line, inv.currency)  # ItemQuantity × ItemRate must make ItemAmount
+            rows.append([*head, text_cell(options.item), text_cell(book.description), quantity_text(book.quantity),
+                         decimal_text(book.unit_price_cents, inv.currency),
                          decimal_text(line.amount_cents, inv.currency), "Y" if taxed else "N", rate,
                          day(line.service_start)])
         builder.invoice(inv)

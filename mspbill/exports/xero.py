@@ -21,6 +21,9 @@ invoices, which is what reconciliation does anyway.
 Choices:
 - Dates DD/MM/YYYY, or MM/DD/YYYY for a US company (Xero reads the date order of the organisation's
   region); --date-format overrides.
+- Xero works a line's amount out as Quantity × UnitAmount, so a line whose amount is not that (a prorated
+  line: quantity × price × days ÷ period days) goes in as 1 × its amount, its description ending with the
+  quantity and price it had (common.book_line).
 - The autopay incentive is a line of its own with a negative UnitAmount, as on the invoice (the Discount
   column is a percentage of one line).
 - AccountCode "200" (Sales in Xero's default chart), TaxType "Tax on Sales" for taxable lines and "Tax
@@ -44,6 +47,7 @@ from mspbill.exports.common import (
     ExportPayment,
     ExportResult,
     SummaryBuilder,
+    book_line,
     count_text,
     csv_bytes,
     decimal_text,
@@ -87,8 +91,9 @@ def _invoice_rows(inv: ExportInvoice, options: ExportOptions, day: DayFormat) ->
     rows = []
     for line in inv.lines:
         tax_type = options.tax_type if line.taxable and inv.tax_rate_percent else options.no_tax_type
-        rows.append([*head, text_cell(line.description), quantity_text(line.quantity),
-                     decimal_text(sign * line.unit_price_cents, inv.currency), "", text_cell(options.account_code),
+        book = book_line(line, inv.currency)  # Xero's line amount is Quantity × UnitAmount
+        rows.append([*head, text_cell(book.description), quantity_text(book.quantity),
+                     decimal_text(sign * book.unit_price_cents, inv.currency), "", text_cell(options.account_code),
                      text_cell(tax_type), "", "", "", "", inv.currency, ""])
     return rows
 

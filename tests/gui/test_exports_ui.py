@@ -85,3 +85,24 @@ def test_a_failed_export_says_why_and_leaves_no_file(panel: ExportsPanel, qtbot,
     qtbot.waitUntil(lambda: panel.note.isVisible(), timeout=10_000)
     assert "does not exist any more" in panel.note.text()
     assert not target.parent.exists() and not panel.show_button.isVisible()
+
+
+def test_the_row_labels_are_never_clipped_whatever_the_font(panel: ExportsPanel, qtbot) -> None:  # type: ignore[no-untyped-def]
+    # "To" showed as "Tc": the mnemonic draws its letter apart from the rest, without the pair's kerning, so a
+    # width measured as text (or once, with another font) was too narrow.  A bigger font after building, as a
+    # system's scaling or style gives, and a window 960 px wide: every label has room for its letters.
+    from PySide6.QtWidgets import QLabel
+
+    font = panel.font()
+    font.setPointSizeF(font.pointSizeF() * 1.4)
+    panel.setFont(font)
+    panel.resize(960, 560)
+    qtbot.waitUntil(lambda: panel.width() >= 960)
+    panel.layout().activate()
+    labels = {lab.text(): lab for lab in panel.findChildren(QLabel) if lab.text() in ("&Format", "F&rom", "&To")}
+    assert len(labels) == 3
+    for text, label in labels.items():
+        metrics = label.fontMetrics()
+        letters = sum(metrics.horizontalAdvance(ch) for ch in text.replace("&", ""))
+        assert label.width() >= letters, (text, label.width(), letters)
+    assert panel.minimumSizeHint().width() <= 960
