@@ -163,7 +163,8 @@ def test_corrupt_database_gets_a_message_and_is_left_alone(tmp_path, qapp, monke
     garbage = b"this is a spreadsheet, not a database" * 100
     db_file.write_bytes(garbage)
     shown: list[str] = []
-    monkeypatch.setattr(QMessageBox, "critical", lambda _p, _t, text: shown.append(text))
+    # The start-up message (a QMessageBox with "Restore a backup…" and "Quit"): answered "Quit".
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown.append(self.text()) or 0)
     # main() installs the app's exception hooks; put the test runner's back afterwards.
     import sys
     import threading
