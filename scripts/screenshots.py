@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# "Who" in the audit trail (the login name): the demo office's bookkeeper, whoever takes the shots.
+os.environ["LOGNAME"] = "jordan"
 
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QDialog, QWidget  # noqa: E402
@@ -166,6 +168,108 @@ def month_end_shots(window: MainWindow, ops: Ops, out: Path, wanted: Callable[[s
         grab(window, out / "month-end-result.png")
 
 
+# A small export from a PSA (ConnectWise-style headers): one company is already a demo client (so the
+# preview shows a Skip), one name is not ASCII, a street address runs over two lines.
+PSA_CLIENTS_CSV = """\
+Company ID,Company Name,Company Type,Billing Email,Phone,Primary Contact,Contact Email,Address Line 1,\
+Address Line 2,City,State,Zip,Country,Tax Rate,Terms
+CW-1042,Ironwood Architects,Client,ap@ironwoodarchitects.example,(503) 555-2231,Dana Whitfield,\
+dana@ironwoodarchitects.example,812 NW 23rd Ave,,Portland,OR,97210,United States,0,Net 30
+CW-1077,Bridgeport Family Medicine,Client,billing@bridgeportfm.example,(503) 555-0148,Grace Liu,\
+grace.liu@bridgeportfm.example,4410 SW Macadam Ave,Suite 200,Portland,OR,97239,United States,0,Net 30
+CW-1081,Tualatin Valley Auto Glass,Client,office@tvautoglass.example,(503) 555-7720,Marco Ruiz,\
+marco@tvautoglass.example,18950 SW Boones Ferry Rd,,Tualatin,OR,97062,United States,0,Net 15
+CW-1090,Crestline Property Group,Client,"ap@crestlinepg.example; owners@crestlinepg.example",(360) 555-3390,\
+Helen Park,helen@crestlinepg.example,"1200 Main St
+Floor 3",,Vancouver,WA,98660,United States,8.25,Net 30
+CW-1093,Sørensen Nordic Imports,Client,regnskab@sorensen-nordic.example,(503) 555-4412,Mette Sørensen,\
+mette@sorensen-nordic.example,2231 NW Front Ave,,Portland,OR,97209,United States,0,Net 45
+CW-1102,Willow Creek Dental Studio,Client,frontdesk@willowcreekdental.example,(971) 555-8821,Amy Tran,\
+amy.tran@willowcreekdental.example,600 Kruse Way,Suite 110,Lake Oswego,OR,97035,United States,0,Net 30
+CW-1108,Basalt Ridge Surveying,Client,invoices@basaltridge.example,(503) 555-6604,Tom Becker,\
+tom@basaltridge.example,355 Commercial St SE,,Salem,OR,97301,United States,0,Due on receipt
+CW-1115,Copperleaf Event Rentals,Client,accounts@copperleaf.example,(503) 555-9183,Nadia Haddad,\
+nadia@copperleaf.example,7420 SE Hawthorne Blvd,,Portland,OR,97215,United States,0,Net 30
+"""
+
+
+def import_preview(window: MainWindow, ops: Ops, csv_file: Path) -> QDialog:
+    """Clients → Import… with the PSA file read, on the preview, the row that is skipped selected."""
+    csv_file.write_text(PSA_CLIENTS_CSV, encoding="utf-8")
+    dialog = window.clients.import_csv()
+    dialog.load_file(csv_file)
+    wait_until(lambda: not dialog.busy)
+    dialog._next()   # 2. the columns, as guessed from the headers
+    dialog._next()   # 3. the preview
+    wait_until(lambda: dialog.plan is not None)
+    settle(ops)
+    row = dialog.preview_model.find_row(lambda r: r.action == "skip")
+    if row >= 0:
+        dialog.preview_table.selectRow(row)
+    return dialog
+
+
+def make_audited_changes(ctx) -> None:  # type: ignore[no-untyped-def]
+    """What the audit trail shot shows: a client edited, a payment recorded, an invoice voided
+    (each in its own transaction, as a person would make them)."""
+    import dataclasses
+
+    from sqlalchemy import select
+
+    from mspbill.clients import client_draft, update_client
+    from mspbill.db.models import Client, Invoice, InvoiceKind, InvoiceStatus
+    from mspbill.invoicing import void_invoice
+    from mspbill.money import from_minor
+    from mspbill.payments.manual import record_payment
+
+    with ctx.db.write_session() as session, session.begin():
+        client = session.scalars(select(Client).where(Client.legal_name == "Maple Street Bakery")).one()
+        draft = client_draft(client)
+        update_client(session, client.id, dataclasses.replace(
+            draft, billing_emails=draft.billing_emails.split(",")[0] + ", books@maplestreetbakery.example",
+            payment_terms_days="15"))
+    untouched = (select(Invoice).where(Invoice.status == InvoiceStatus.OPEN, Invoice.kind == InvoiceKind.INVOICE,
+                                       Invoice.paid_cents == 0, Invoice.credited_cents == 0,
+                                       Invoice.credit_applied_cents == 0).order_by(Invoice.number))
+    with ctx.db.write_session() as session, session.begin():
+        invoice = session.scalars(untouched).first()
+        amount = str(from_minor(invoice.balance_cents, invoice.currency))
+        record_payment(session, invoice.id, amount, "check", reference="Check 10482")
+    with ctx.db.write_session() as session, session.begin():
+        invoice = session.scalars(untouched.offset(1)).first()
+        void_invoice(session, invoice.id, "Billed twice: the client's agreement moved to the new location")
+
+
+def audit_entry_with_changes(window: MainWindow) -> None:
+    """Select the newest entry whose details list changed fields (the client edited above)."""
+    panel = window.reports.audit
+    row = panel.model.find_row(lambda r: r.action == "client.updated")
+    panel.table.selectRow(max(row, 0))
+
+
+def make_backups(ctx) -> None:  # type: ignore[no-untyped-def]
+    """Backups as an office has them: beside the daily one the window took at start-up, the one
+    before this month's month-end run and one made by hand just now."""
+    import datetime as dt
+
+    from mspbill.backups import backup_now
+
+    now = dt.datetime.now().replace(microsecond=0)
+    month_start = now.date().replace(day=1)
+    run_at = dt.datetime.combine(month_start, dt.time(7, 30))
+    for reason, at in ((f"before-batch-{month_start:%Y-%m}", run_at), ("manual", now)):
+        backup_now(ctx.paths, ctx.db.url, reason=reason, now=at)
+
+
+def show_usual_data_folder(form: QWidget, data_dir: Path) -> None:
+    """Settings → Data names the demo's temporary folder: show where the data lives on Linux instead."""
+    from PySide6.QtWidgets import QLabel
+
+    for label in form.findChildren(QLabel):
+        if label.text().startswith(str(data_dir)):
+            label.setText("~/.local/share/mspbill" + label.text()[len(str(data_dir)):])
+
+
 def shown(dialog: QDialog) -> QDialog:
     dialog.show()
     return dialog
@@ -245,6 +349,40 @@ def main(*args: str) -> int:
         if wanted("generate-dialog"):
             dialog_shot(window, ops, out / "generate-dialog.png", window.invoices.open_generate,
                         screen="Invoices", size=(1000, 640))
+        if wanted("import"):
+            dialog_shot(window, ops, out / "import.png",
+                        lambda: import_preview(window, ops, Path(tmp) / "psa-companies.csv"),
+                        screen="Clients", size=(1000, 640))
+        if wanted("exports"):
+            window.go("Reports")
+            window.reports.tabs.setCurrentWidget(window.reports.exports)
+            window.reports.exports.set_format("qbo")
+            window.reports.exports.refresh()   # last month, the range it starts with
+            settle(ops)
+            grab(window, out / "exports.png")
+        if wanted("audit"):
+            make_audited_changes(ctx)
+            window.go("Reports")
+            window.reports.tabs.setCurrentWidget(window.reports.audit)
+            window.reports.audit.reload()
+            settle(ops)
+            audit_entry_with_changes(window)
+            settle(ops)
+            grab(window, out / "audit.png")
+        window.reports.tabs.setCurrentWidget(window.reports.aging)
+        if wanted("settings-data"):
+            make_backups(ctx)
+            window.go("Settings")
+            window.settings.show_tab("Data")
+            window.settings.data.load()
+            show_usual_data_folder(window.settings.data, ctx.paths.data_dir)
+            settle(ops)
+            # The backup before the month-end run picked, as for a restore (Restore… enabled).
+            data = window.settings.data
+            data.table.selectRow(max(0, data.model.find_row(lambda f: f.reason.startswith("before-batch-"))))
+            settle(ops)
+            grab(window, out / "settings-data.png")
+            window.settings.show_tab("Company")
         month_end_shots(window, ops, out, wanted)  # last: the run issues the month and charges it
         window.close()
         ctx.close()

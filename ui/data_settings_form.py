@@ -174,7 +174,7 @@ class DataSettingsForm(QWidget):
         layout.addWidget(self.notice)
 
         self.model: SnapshotTableModel[DatabaseFacts] = SnapshotTableModel(COLUMNS, lambda f: f.path)
-        self.table = snapshot_table(self.model, [130, 210, 80, 110, 70, 70, 300], 6)
+        self.table = snapshot_table(self.model, [130, 250, 80, 110, 70, 70, 300], 6)
         self.table.sortByColumn(0, Qt.SortOrder.DescendingOrder)   # newest first
         self.table.doubleClicked.connect(lambda _i: self.restore_selected())
         self.table.selectionModel().selectionChanged.connect(lambda *_a: self._selection_changed())
