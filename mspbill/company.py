@@ -159,6 +159,14 @@ def validate_company(draft: CompanyDraft) -> tuple[dict[str, Any], list[Issue]]:
     return v, issues
 
 
+US_COUNTRY_NAMES = {"us", "usa", "u.s.", "u.s.a.", "united states", "united states of america"}
+
+
+def is_us(country: str) -> bool:
+    """Whether a country as typed names the United States (dates written month first, 03/04 = March 4)."""
+    return (country or "").strip().casefold() in US_COUNTRY_NAMES
+
+
 def get_company(session: Session) -> CompanyProfile | None:
     return session.get(CompanyProfile, 1)
 

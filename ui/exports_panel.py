@@ -45,7 +45,6 @@ from mspbill.exports import (
     parse_range,
 )
 from mspbill.exports.common import IIF, QBO
-from mspbill.money import format_amount
 from mspbill.validation import ValidationError
 from ui.ops import USER_ERRORS, OpContext, Ops, describe_error
 from ui.pdf_viewer import (
@@ -107,18 +106,7 @@ def preview_text(summary: ExportSummary) -> tuple[str, str, str]:
         headline += " — there are no invoices in that range" + (
             "; the file holds the headers only." if not summary.payment_count else ".")
     body: list[str] = []
-    for t in summary.totals:
-        parts = []
-        if t.invoice_count:
-            parts.append(f"invoiced {format_amount(t.invoiced_cents, t.currency)}")
-        if t.credit_note_count:
-            parts.append(f"credited {format_amount(t.credited_cents, t.currency)}")
-        if t.payment_count:
-            parts.append(f"received {format_amount(t.received_cents, t.currency)}")
-        if t.refund_count:
-            parts.append(f"refunded {format_amount(t.refunded_cents, t.currency)}")
-        if parts:
-            body.append(f"{t.currency}: {', '.join(parts)}")
+    body.extend(t.text() for t in summary.totals if t.text())
     if summary.entries:
         body.append(f"In the ZIP: {', '.join(summary.entries)}")
     sections = []

@@ -396,6 +396,15 @@ class CurrencyTotals:
     refund_count: int = 0
     refunded_cents: int = 0
 
+    def text(self) -> str:
+        """"USD: invoiced $1.00, received $0.50" ("" when nothing happened in this currency)."""
+        parts = [f"{verb} {format_amount(cents, self.currency)}" for verb, count, cents in (
+            ("invoiced", self.invoice_count, self.invoiced_cents),
+            ("credited", self.credit_note_count, self.credited_cents),
+            ("received", self.payment_count, self.received_cents),
+            ("refunded", self.refund_count, self.refunded_cents)) if count]
+        return f"{self.currency}: {', '.join(parts)}" if parts else ""
+
     def as_json(self) -> dict[str, Any]:
         cur = self.currency
         return {"currency": cur, "invoices": self.invoice_count, "invoiced": decimal_text(self.invoiced_cents, cur),
@@ -444,18 +453,7 @@ class ExportSummary:
         if self.nothing_issued:
             out.append("There are no invoices in that range" + (" (the file holds the headers only)."
                                                                 if not self.payment_count else "."))
-        for t in self.totals:
-            parts = []
-            if t.invoice_count:
-                parts.append(f"invoiced {format_amount(t.invoiced_cents, t.currency)}")
-            if t.credit_note_count:
-                parts.append(f"credited {format_amount(t.credited_cents, t.currency)}")
-            if t.payment_count:
-                parts.append(f"received {format_amount(t.received_cents, t.currency)}")
-            if t.refund_count:
-                parts.append(f"refunded {format_amount(t.refunded_cents, t.currency)}")
-            if parts:
-                out.append(f"{t.currency}: {', '.join(parts)}.")
+        out.extend(f"{t.text()}." for t in self.totals if t.text())
         if self.entries:
             out.append(f"Files in the ZIP: {', '.join(self.entries)}.")
         out.extend(f"Left out: {s}" for s in self.left_out)
@@ -612,13 +610,6 @@ def dmy(day: dt.date | None) -> str:
 
 def iso(day: dt.date | None) -> str:
     return "" if day is None else day.isoformat()
-
-
-US_COUNTRY_NAMES = {"us", "usa", "u.s.", "u.s.a.", "united states", "united states of america"}
-
-
-def is_us(country: str) -> bool:
-    return (country or "").strip().casefold() in US_COUNTRY_NAMES
 
 
 def terms_text(days: int) -> str:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from mspbill.company import is_us
 from mspbill.exports.common import (
     XERO,
     ExportData,
@@ -52,7 +53,6 @@ from mspbill.exports.common import (
     csv_bytes,
     decimal_text,
     dmy,
-    is_us,
     mdy,
     numbers_text,
     percent_text,

@@ -160,18 +160,15 @@ def _file_date_order(table: CsvTable, mapping: ColumnMapping, options: ImportOpt
     return hints.pop() if len(hints) == 1 else ""
 
 
-_US = {"us", "usa", "u.s.", "u.s.a.", "united states", "united states of america", "america"}
-
-
 def _office_date_order(session: Session) -> str:
     """"mdy" for an office in the United States (where 03/04/2026 is March 4), else "" (ask)."""
-    from mspbill.company import get_company
+    from mspbill.company import get_company, is_us
 
     company = get_company(session)
     if company is None:
         return ""
-    country = (company.country or "").strip().lower()
-    if country in _US or (not country and company.currency == "USD"):
+    country = (company.country or "").strip()
+    if is_us(country) or (not country and company.currency == "USD"):
         return "mdy"
     return ""
 
