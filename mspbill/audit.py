@@ -201,6 +201,9 @@ ACTION_LABELS: dict[str, str] = {
     "import.agreements": "Agreements imported",
     "database.restored": "Database restored",
     "database.restore_reconciled": "Restore reconciled",
+    "database.copied": "Office copied to this database",
+    "database.moved": "Office moved to another database",
+    "database.reclaimed": "Copy left behind made the office again",
 }
 
 

@@ -328,9 +328,11 @@ def taken_today(backup_dir: Path, today: dt.date) -> bool:
 
 def sqlite_file(url: str) -> Path:
     """The SQLite file of a database URL; NotSqliteError (a sentence) for a server."""
+    from mspbill.db.server import shown
+
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        raise NotSqliteError(POSTGRES_TEXT.format(where=parsed.render_as_string(hide_password=True)))
+        raise NotSqliteError(POSTGRES_TEXT.format(where=shown(url)))
     if not parsed.database or parsed.database == ":memory:":
         raise BackupError("This database lives in memory only; there is nothing to back up.")
     return Path(parsed.database)

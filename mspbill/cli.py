@@ -22,6 +22,7 @@ from mspbill import (
     cli_backups,
     cli_batch,
     cli_collections,
+    cli_db,
     cli_documents,
     cli_exports,
     cli_imports,
@@ -578,6 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = db.add_parser("upgrade", help="back up the database and bring it to the current schema")
     up.add_argument("--json", action="store_true", help="print JSON")
     up.set_defaults(func=cmd_db_upgrade)
+    cli_db.add_db_copy_command(db)
+    from mspbill import cli_dbserver
+
+    cli_dbserver.add_dbserver_commands(db)
     return parser
 
 
@@ -702,7 +707,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (`| head`) went away: not an error of ours.
         sys.stderr.close()
         return EXIT_OK
-    except Exception:
+    except Exception as exc:
+        from mspbill.db.server import explain
+
+        # The office's database server went away mid-command, or another workstation held it too long.
+        sentence = explain(exc, ctx.db.url, midway=True)
+        if sentence is not None:
+            log.warning("command %s stopped: %s", args.command, exc)
+            print(f"mspbill: {sentence}", file=sys.stderr)
+            return EXIT_ERROR
         log.exception("command %s failed", args.command)
         print(f"mspbill: an unexpected error stopped the command; details are in {ctx.paths.log_file}",
               file=sys.stderr)

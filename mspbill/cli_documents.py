@@ -460,12 +460,14 @@ def add_key_commands(sub: Any) -> None:
     keys = sub.add_parser("keys", help="passwords and keys kept in the operating system's keyring").add_subparsers(
         dest="subcommand", required=True)
     ks = keys.add_parser("set", help="save a password in the keyring, read from a prompt or standard input")
-    ks.add_argument("name", choices=sorted(KEY_NAMES),
+    from mspbill.cli_dbserver import KEY_HELP, KEY_NAME, key_name_action
+
+    ks.add_argument("name", choices=sorted([*KEY_NAMES, KEY_NAME]), action=key_name_action("set"),
                     help="smtp: the password of the outgoing mail account; stripe: the Stripe secret key "
-                         "(sk_live_… or sk_test_…)")
+                         f"(sk_live_… or sk_test_…); {KEY_HELP}")
     ks.set_defaults(func=cmd_keys_set)
     kd = keys.add_parser("delete", help="remove a password from the keyring")
-    kd.add_argument("name", choices=sorted(KEY_NAMES))
+    kd.add_argument("name", choices=sorted([*KEY_NAMES, KEY_NAME]), action=key_name_action("delete"))
     kd.set_defaults(func=cmd_keys_delete)
     st = keys.add_parser("status", help="which passwords and keys are saved (never their values)")
     st.add_argument("--json", action="store_true", help="print JSON")

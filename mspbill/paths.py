@@ -61,4 +61,15 @@ def resolve_paths(data_dir: str | os.PathLike[str] | None = None) -> AppPaths:
 
 
 def resolve_database_url(paths: AppPaths, db_url: str | None = None) -> str:
-    return db_url or os.environ.get("MSPBILL_DATABASE_URL") or paths.default_database_url
+    """--db, then MSPBILL_DATABASE_URL, then the server named in Settings → Data, then the SQLite file.
+
+    The URL as given (a server's password is added from the keyring when it is opened:
+    mspbill.db.server.with_saved_password).
+    """
+    chosen = db_url or os.environ.get("MSPBILL_DATABASE_URL")
+    if chosen:
+        return chosen
+    from mspbill.db.server import saved_url
+    from mspbill.settings import Settings
+
+    return saved_url(Settings(paths.settings_file)) or paths.default_database_url

@@ -20,6 +20,9 @@ SERVICE = "mspbill"
 STRIPE_SECRET_KEY = "stripe_secret_key"
 SMTP_PASSWORD = "smtp_password"
 KNOWN_SECRETS = (STRIPE_SECRET_KEY, SMTP_PASSWORD)
+# A database server's password: one entry per user and server, named "database:user@host:port"
+# (mspbill.db.server.secret_name).
+DATABASE_SECRET_PREFIX = "database:"
 
 # Backends that keep secrets encrypted by the operating system.
 SECURE_BACKENDS = {
@@ -91,14 +94,19 @@ class SecretStore:
             return "no secure keyring"
 
     def _check_name(self, name: str) -> None:
-        if name not in KNOWN_SECRETS:
+        if name not in KNOWN_SECRETS and not (name.startswith(DATABASE_SECRET_PREFIX)
+                                              and len(name) > len(DATABASE_SECRET_PREFIX)):
             raise ValueError(f"unknown secret {name!r}")
 
     def get(self, name: str) -> str | None:
         self._check_name(name)
         try:
             return self.backend.get_password(self.service, name)
-        except keyring.errors.KeyringError as exc:
+        except KeyringUnavailableError:
+            raise
+        except Exception as exc:
+            # KeyringError, and what a backend raises of its own (secretstorage/jeepney when the D-Bus
+            # session or the keyring daemon has gone away): a sentence, never a traceback.
             raise KeyringUnavailableError(f"The keyring could not be read: {exc}. Unlock it and try again.") from exc
 
     def set(self, name: str, value: str) -> None:
@@ -107,7 +115,9 @@ class SecretStore:
             raise ValueError("an empty secret is not saved; use delete() to remove one")
         try:
             self.backend.set_password(self.service, name, value)
-        except keyring.errors.KeyringError as exc:
+        except KeyringUnavailableError:
+            raise
+        except Exception as exc:  # as in get(): the backend's own errors too
             raise KeyringUnavailableError(
                 f"The keyring refused to save the secret: {exc}. Unlock it and try again; nothing was saved.") from exc
         log.info("secret %s saved to %s", name, _describe(self.backend))  # the name, never the value

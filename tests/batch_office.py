@@ -81,6 +81,7 @@ class Office:
     data_dir: Path
     month: Month
     clients: tuple[OfficeClient, ...]
+    db_url: str | None = None    # a PostgreSQL office's database (None: the SQLite file in data_dir)
 
     @property
     def database_file(self) -> Path:
@@ -91,7 +92,7 @@ class Office:
         return sandbox_ledger_path(self.data_dir)
 
     def open_db(self) -> Database:
-        return Database(f"sqlite:///{self.database_file}")
+        return Database(self.db_url or f"sqlite:///{self.database_file}")
 
     def client_ids(self, *expect: str) -> set[int]:
         return {c.client_id for c in self.clients if c.expect in expect}
@@ -108,9 +109,10 @@ def _amount(i: int) -> str:
 
 
 def build_office(data_dir: Path, *, clients: int = 120, over_cap: int = 1, mail: bool = True,
-                 today: dt.date | None = None) -> Office:
+                 today: dt.date | None = None, db_url: str | None = None) -> Office:
     """A fresh office in `data_dir` (see the module docstring); its month is today's.  With `mail`
-    an SMTP server is set up (never reached: the tests only look at what is queued)."""
+    an SMTP server is set up (never reached: the tests only look at what is queued).  `db_url`: its
+    database on a PostgreSQL server instead (the sandbox ledger stays in `data_dir`)."""
     from mspbill.mail.settings import MailSettingsDraft, save_mail_settings
     from mspbill.payments.methods import ensure_customer, store_method
     from mspbill.payments.sandbox import SandboxGateway
@@ -119,7 +121,7 @@ def build_office(data_dir: Path, *, clients: int = 120, over_cap: int = 1, mail:
     month = Month.of(today)
     start = month.shift(-1).first_day
     data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(f"sqlite:///{data_dir / DB_FILENAME}", data_dir / "backups")
+    db = open_database(db_url or f"sqlite:///{data_dir / DB_FILENAME}", data_dir / "backups")
     gateway = SandboxGateway(sandbox_ledger_path(data_dir))   # no latency, no faults: this is set-up
     made: list[OfficeClient] = []
     try:
@@ -162,7 +164,7 @@ def build_office(data_dir: Path, *, clients: int = 120, over_cap: int = 1, mail:
     finally:
         gateway.close()
         db.dispose()
-    return Office(data_dir, month, tuple(made))
+    return Office(data_dir, month, tuple(made), db_url)
 
 
 def copy_office(office: Office, data_dir: Path) -> Office:
@@ -190,6 +192,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def batch_command(office: Office, action: str = "run", *more: str) -> list[str]:
     """`mspbill --data-dir DIR batch run --period YYYY-MM --yes --json` (or another batch command)."""
     args = ["--data-dir", str(office.data_dir), "batch", action]
+    if office.db_url:
+        args = ["--db", office.db_url, *args]
     if action == "run":
         args += ["--period", str(office.month), "--yes", "--json"]
     return [sys.executable, "-m", "mspbill", *args, *more]

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from mspbill.db.engine import Database
 from mspbill.db.schema import open_database
+from tests.pg_server import PgServer, start_server, why_no_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,10 +30,67 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "t.sqlite3"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Modules marked both_databases run every test that uses `db` on SQLite and on PostgreSQL.
+    if "db" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases") \
+            and not os.environ.get("MSPBILL_TEST_DB"):
+        metafunc.parametrize("db_backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def db(tmp_path: Path, db_path: Path) -> Iterator[Database]:
-    """A real SQLite file, checked and migrated exactly as the app opens it."""
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """Which database `db` is: the test's parameter, else MSPBILL_TEST_DB, else SQLite."""
+    return str(getattr(request, "param", None) or os.environ.get("MSPBILL_TEST_DB") or "sqlite")
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest, db_backend: str, tmp_path: Path, db_path: Path) -> Iterator[Database]:
+    """A real SQLite file, checked and migrated exactly as the app opens it.
+
+    On PostgreSQL (MSPBILL_TEST_DB=postgresql, or a module marked both_databases) a fresh database of
+    the test server instead.
+    """
+    if db_backend == "postgresql":
+        marker = request.node.get_closest_marker("sqlite_only")
+        if marker is not None:
+            pytest.skip(f"SQLite only: {marker.args[0] if marker.args else 'tests the SQLite file itself'}")
+        yield request.getfixturevalue("pg_db")
+        return
     database = open_database(f"sqlite:///{db_path}", tmp_path / "backups")
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+# --- PostgreSQL: a real server started by the tests (tests/pg_server.py) -----
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One server for the whole run; skipped with the reason when it cannot run here."""
+    reason = why_no_server()
+    if reason:
+        pytest.skip(reason)
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL (with password) of a fresh, migrated mspbill database of this test's own."""
+    name = pg_server.new_database()
+    try:
+        yield pg_server.url(name)
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_db(pg_url: str, tmp_path: Path) -> Iterator[Database]:
+    database = open_database(pg_url, tmp_path / "backups")
     try:
         yield database
     finally:

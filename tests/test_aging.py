@@ -39,6 +39,9 @@ from mspbill.invoicing import (
 )
 from mspbill.payments.manual import record_payment
 
+# Run on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 LATER = dt.date(2026, 12, 31)  # "today" for recording payments: none of the dates below is refused
 
 

@@ -111,7 +111,8 @@ def test_a_month_end_run_through_stripe_charges_the_good_cards_and_schedules_a_r
     assert report.status is BatchRunStatus.FINISHED, report.message
     assert report.mode is ProcessorMode.TEST
     assert (report.generated, report.issued) == (4, 4)
-    assert report.backup_path and Path(report.backup_path).exists()
+    if db.is_sqlite:  # a server is backed up with its own tools
+        assert report.backup_path and Path(report.backup_path).exists()
     assert report.counts() == {"succeeded": 3, "processing": 0, "failed": 1, "unknown": 0, "not_charged": 0,
                                "left_out": 0, "not_started": 0}
     assert report.problems == []

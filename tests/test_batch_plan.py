@@ -45,6 +45,9 @@ from mspbill.payments.sandbox import SandboxGateway
 from mspbill.periods import Month
 from mspbill.validation import ValidationError
 
+# Run on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 TODAY = dt.date.today()
 MONTH = Month.of(TODAY)
 TITLE = f"Managed IT — {MONTH.label}"

@@ -258,6 +258,7 @@ def test_a_second_run_does_nothing(office: Office, mixed: dict[str, int]) -> Non
     assert ledger_problems(office.db, office.sandbox) == []
 
 
+@pytest.mark.sqlite_only('the backup before a run is of the SQLite file (a server keeps its own)')
 def test_a_backup_is_written_before_anything_changes(office: Office) -> None:
     good_clients(office, 2)
     report = run(office)
@@ -271,6 +272,7 @@ def test_a_backup_is_written_before_anything_changes(office: Office) -> None:
     assert issued_count(office.db) == 2
 
 
+@pytest.mark.sqlite_only('the backup before a run is of the SQLite file')
 def test_a_backup_that_cannot_be_written_stops_the_run_before_anything(office: Office, tmp_path: Path) -> None:
     good_clients(office, 1)
     blocker = tmp_path / "not-a-folder"
@@ -561,6 +563,7 @@ def _lock(db_path: Path) -> sqlite3.Connection:
     return conn
 
 
+@pytest.mark.sqlite_only("SQLite's file lock")
 def test_a_database_locked_when_the_run_starts_is_said_plainly(office: Office, db_path: Path) -> None:
     good_clients(office, 2)
     holder = _lock(db_path)  # another workstation's long write (a backup tool, an import)
@@ -587,6 +590,7 @@ def short_busy_timeout(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     db.engine.dispose()  # new connections take the shorter timeout
 
 
+@pytest.mark.sqlite_only("SQLite's file lock")
 def test_a_database_locked_mid_run_stops_it_cleanly(office: Office, db_path: Path, short_busy_timeout: None,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     good_clients(office, 3)
@@ -617,6 +621,7 @@ def test_a_database_locked_mid_run_stops_it_cleanly(office: Office, db_path: Pat
     assert len(run(office).by_status("succeeded")) == 3
 
 
+@pytest.mark.sqlite_only("SQLite's file lock")
 def test_a_run_that_could_not_record_its_end_does_not_hold_the_lock(office: Office, db_path: Path,
                                                                     short_busy_timeout: None) -> None:
     """The database stayed locked past the end of the run: its row still says `running`.  The run is

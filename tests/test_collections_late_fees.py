@@ -63,6 +63,9 @@ from mspbill.mail.outbox import KIND_INVOICE
 from mspbill.periods import Month
 from mspbill.validation import ValidationError
 
+# Run on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 MAY = Month(2026, 5)
 TEN_DAYS = DUE + dt.timedelta(days=10)
 

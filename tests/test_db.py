@@ -147,6 +147,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
+@pytest.mark.sqlite_only('compares with a schema built on SQLite')
 def test_constraints_match_a_schema_built_from_the_models(db, tmp_path: Path) -> None:
     """Autogenerate ignores CHECK constraints; compare them (and the rest) by reflection."""
     reference = create_engine(_url(tmp_path / "reference.sqlite3"))
@@ -171,6 +172,7 @@ def test_constraints_match_a_schema_built_from_the_models(db, tmp_path: Path) ->
 # --- connection settings ---------------------------------------------------------
 
 
+@pytest.mark.sqlite_only('SQLite pragmas')
 def test_every_connection_has_wal_foreign_keys_and_busy_timeout(db) -> None:
     for _ in range(2):  # the pool hands out more than one connection over time
         with db.engine.connect() as conn:
@@ -381,6 +383,7 @@ def test_backup_is_a_consistent_copy(tmp_path: Path) -> None:
     restored.dispose()
 
 
+@pytest.mark.sqlite_only("SQLite's WAL")
 def test_backup_includes_writes_still_in_the_wal(db) -> None:
     """The online backup API sees committed data that has not been checkpointed yet."""
     with db.session() as session, session.begin():

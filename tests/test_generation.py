@@ -67,6 +67,9 @@ from mspbill.generation import ConcurrentGenerationError, generate_period, plan_
 from mspbill.invoicing import delete_draft, issue_month, void_invoice
 from mspbill.periods import Month, billing_period
 
+# Run on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 OCT, NOV, DEC = Month(2026, 10), Month(2026, 11), Month(2026, 12)
 JAN, FEB, MAR, APR = Month(2027, 1), Month(2027, 2), Month(2027, 3), Month(2027, 4)
 

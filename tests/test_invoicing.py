@@ -66,6 +66,9 @@ from mspbill.payments.manual import record_payment
 from mspbill.periods import Month
 from mspbill.validation import NotFoundError, ValidationError
 
+# Run on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 TODAY = dt.date(2026, 11, 20)
 
 

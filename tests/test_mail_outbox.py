@@ -508,6 +508,7 @@ def test_backoff_never_gives_up() -> None:
 
 # --- the password stays secret ------------------------------------------------------------
 
+@pytest.mark.sqlite_only('reads the SQLite file byte by byte')
 def test_password_is_never_in_the_database_or_the_log(office: Office, tmp_path: Path, db_path: Path) -> None:
     log_file = tmp_path / "logs" / "mspbill.log"
     setup_logging(log_file, logging.DEBUG)

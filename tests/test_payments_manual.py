@@ -14,6 +14,9 @@ from mspbill.payments.manual import OverpaymentError, list_payments, parse_metho
 from mspbill.periods import Month
 from mspbill.validation import ValidationError
 
+# Run on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 TODAY = dt.date(2026, 11, 20)
 
 

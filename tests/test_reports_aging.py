@@ -36,6 +36,9 @@ from mspbill.reports.aging_report import (
 )
 from mspbill.validation import NotFoundError
 
+# Run on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_databases
+
 AS_OF = d("2026-11-20")
 
 

@@ -48,6 +48,7 @@ from mspbill.backups import (
     suggested_file_name,
 )
 from mspbill.context import AppContext
+from ui.database_server_form import DatabaseGroup
 from ui.ops import OpContext, Ops
 from ui.table import Column, SnapshotTableModel
 from ui.widgets import MUTED_STYLE, hline, notice_label, show_notice, snapshot_table
@@ -115,8 +116,10 @@ class DataSettingsForm(QWidget):
     # --- layout ---
     def _build(self) -> None:
         layout = QVBoxLayout(self)
+        self.database_group = DatabaseGroup(self.ops, self.ctx)
+        layout.addWidget(self.database_group)
         where = QFormLayout()
-        for label, value in (("Database", self.ctx.db.describe()), ("Backups", str(self.ctx.paths.backup_dir)),
+        for label, value in (("Backups", str(self.ctx.paths.backup_dir)),
                              ("Settings file", str(self.ctx.paths.settings_file)),
                              ("Log", str(self.ctx.paths.log_file))):
             v = QLabel(value)

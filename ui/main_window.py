@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (
 from mspbill import __version__
 from mspbill.company import CompanySnapshot, company_snapshot
 from mspbill.context import AppContext
+from mspbill.db.server import is_server
+from mspbill.db.server_check import data_location
 from ui.agreements_screen import AgreementsScreen
 from ui.client_dialog import ClientDialog
 from ui.clients_screen import ClientsScreen
@@ -183,7 +185,13 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.mail_status)
         self.statusBar().addPermanentWidget(self.busy_label)
         self.statusBar().addPermanentWidget(self.mode_badge)
-        self.statusBar().showMessage(f"Database: {ctx.db.describe()}")
+        where = data_location(ctx.db.url)
+        if is_server(ctx.db.url):
+            # Which office this window writes to stays in sight (messages replace the left-hand text).
+            self.server_badge = QLabel(where)
+            self.statusBar().addPermanentWidget(self.server_badge)
+        else:
+            self.statusBar().showMessage(where)
         # A bound method, not a lambda: Qt forgets it with the window (a job may end after it closed).
         ops.busy_changed.connect(self._show_busy)
 
@@ -260,7 +268,7 @@ class MainWindow(QMainWindow):
         about = QAction("About mspbill", self)
         about.triggered.connect(lambda: QMessageBox.about(
             self, "About mspbill", f"mspbill {__version__}\nBilling for Managed Service Providers.\n\n"
-                                   f"Database: {self.ctx.db.describe()}"))
+                                   f"{data_location(self.ctx.db.url)}"))
         help_menu.addAction(about)
 
     def generate_period(self) -> None:

@@ -107,14 +107,30 @@ class OpHandle:
         self._ctx.cancel_event.set()
 
 
+# The database the window works on (set by Ops): a server error in a job is said in words for it.
+_database_url: str | None = None
+
+
+def _server_sentence(exc: BaseException) -> str | None:
+    """A database server that went away mid-job (or stayed busy): mspbill.db.server.explain's sentence."""
+    if _database_url is None:
+        return None
+    from mspbill.db.server import explain
+
+    try:
+        return explain(exc, _database_url, midway=True)
+    except ValueError:  # not a URL it can read: no sentence, the usual dialog
+        return None
+
+
 def describe_error(exc: BaseException) -> str:
     if isinstance(exc, ValidationError):
         return "\n".join(f"• {i.message}" for i in exc.issues) or str(exc)
-    return str(exc)
+    return _server_sentence(exc) or str(exc)
 
 
 def show_error(parent: QWidget | None, exc: BaseException, title: str = "mspbill") -> None:
-    if isinstance(exc, USER_ERRORS):
+    if isinstance(exc, USER_ERRORS) or _server_sentence(exc) is not None:
         QMessageBox.warning(parent, title, describe_error(exc))
         return
     from ui.errors import log_file_hint
@@ -133,6 +149,8 @@ class Ops(QObject):
     def __init__(self, db: Database, pool: QThreadPool | None = None, parent: QObject | None = None):
         super().__init__(parent)
         self.db = db
+        global _database_url
+        _database_url = db.url
         self.pool = pool or QThreadPool.globalInstance()
         self._live: set[_Relay] = set()
 

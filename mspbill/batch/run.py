@@ -23,7 +23,6 @@ mode's request limit, from a bounded pool of threads.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import math
@@ -392,7 +391,9 @@ class _Charger:
         # SQLite has one writer at a time: the pool's threads wait their turn here, woken at once, rather
         # than in SQLite's busy handler, which polls (sleeping up to 100 ms) and gave up after its 5 s
         # timeout ("database is locked": not charged, or a charge made but not recorded) in a 64-thread run.
-        self.write_lock: Any = threading.Lock() if db.is_sqlite else contextlib.nullcontext()
+        # On PostgreSQL the writers take turns office-wide anyway (engine.py): waiting here rather than
+        # in the connection pool keeps a 64-thread run from exhausting the pool (and its 30 s timeout).
+        self.write_lock: Any = threading.Lock()
 
     def _halt(self, reason: str) -> None:
         with self.tally.lock:
@@ -607,7 +608,8 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
     left_out: list[LeftOutCharge] = []
     try:
         # 1. A backup before anything changes (SQLite; a PostgreSQL server keeps its own).
-        emit("backup", "Backing up the database…", 0, 0)
+        if db.is_sqlite:
+            emit("backup", "Backing up the database…", 0, 0)
         _backup(db, backup_dir, month, run_id)
         # 2. Earlier charges without a known outcome are resolved before any new attempt.
         throttled: Gateway | None = None
@@ -684,7 +686,7 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
         heartbeat.done.set()
         raise
     except BaseException as exc:
-        status, message = BatchRunStatus.STOPPED, _fault_text(exc)
+        status, message = BatchRunStatus.STOPPED, _fault_text(exc, db.url)
         _finish(db, run_id, status, message, report_extra, tally, mail, lost.is_set())
         heartbeat.done.set()
         if isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower():
@@ -706,12 +708,18 @@ def run_batch(db: Database, gateway: Gateway | None, month: Month, *, backup_dir
     return report
 
 
-def _fault_text(exc: BaseException) -> str:
+def _fault_text(exc: BaseException, db_url: str = "") -> str:
+    from mspbill.db.server import explain
+
     if isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower():
         return ("The database stayed locked by another program or workstation; the run stopped. Nothing is "
                 "charged twice: run it again when the other program is done.")
     if isinstance(exc, KeyboardInterrupt):
         return "Interrupted."
+    # A database server that went away (or stayed busy) mid-run: its sentence, not "an unexpected error".
+    sentence = explain(exc, db_url, midway=True) if db_url else None
+    if sentence is not None:
+        return f"The run stopped: {sentence} Run it again: nothing is charged twice."
     return f"The run stopped on an unexpected error ({type(exc).__name__}: {exc}); run it again to resume."
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from mspbill.db.types import ExactDecimal, UTCDateTime, utcnow
+from mspbill.db.types import ExactDecimal, Int64, UTCDateTime, utcnow
 
 # Named constraints: Alembic's batch mode on SQLite needs names to alter them.
 NAMING_CONVENTION = {
@@ -223,7 +223,7 @@ class Client(Base):
     # The autopay incentive for this client, in percent; NULL follows the company's.
     autopay_discount_percent: Mapped[Decimal | None] = mapped_column(ExactDecimal, nullable=True)
     # Autopay charges invoices up to this total without asking; above it, approval first. NULL: no cap.
-    autopay_cap_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    autopay_cap_cents: Mapped[int | None] = mapped_column(Int64, nullable=True)
     # Payment reminders stop for this client while set (the office is talking to them, say).
     reminders_paused: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     reminders_pause_note: Mapped[str] = mapped_column(String(500), default="", server_default=text("''"))
@@ -320,8 +320,8 @@ class AgreementLine(Base):
     description: Mapped[str] = mapped_column(String(NAME_MAX))
     # Quantity in ten-thousandths (12.5 seats → 125000): exact, and the database
     # can compute line amounts in integers (LINE_AMOUNT_SQL) for lists and totals.
-    quantity_e4: Mapped[int] = mapped_column(Integer)
-    unit_price_cents: Mapped[int] = mapped_column(Integer)
+    quantity_e4: Mapped[int] = mapped_column(Int64)
+    unit_price_cents: Mapped[int] = mapped_column(Int64)
     taxable: Mapped[bool] = mapped_column(Boolean, default=True)
 
     agreement: Mapped[Agreement] = relationship(back_populates="line_versions")
@@ -342,7 +342,8 @@ class AgreementLine(Base):
 
 # round_half_up(quantity × unit price) in integer SQL; valid because both are
 # non-negative (CHECK constraints) and the product stays inside 64 bits
-# (validation caps quantity and unit price).
+# (validation caps quantity and unit price).  Both columns are Int64 (BIGINT on PostgreSQL,
+# whose INTEGER product would overflow), so the product is 64-bit and its sums come back as int.
 LINE_AMOUNT_SQL = (AgreementLine.quantity_e4 * AgreementLine.unit_price_cents
                    + QUANTITY_SCALE // 2) // QUANTITY_SCALE
 
@@ -414,7 +415,7 @@ class InstalmentPlan(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
     title: Mapped[str] = mapped_column(String(NAME_MAX))
-    total_cents: Mapped[int] = mapped_column(Integer)
+    total_cents: Mapped[int] = mapped_column(Int64)
     instalments: Mapped[int] = mapped_column(Integer)
     first_month: Mapped[dt.date] = mapped_column(Date)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -451,13 +452,13 @@ class Invoice(Base):
     issue_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     due_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True, index=True)
     tax_rate_percent: Mapped[Decimal] = mapped_column(ExactDecimal, default=Decimal(0))
-    subtotal_cents: Mapped[int] = mapped_column(Integer, default=0)
-    tax_cents: Mapped[int] = mapped_column(Integer, default=0)
-    total_cents: Mapped[int] = mapped_column(Integer, default=0)
+    subtotal_cents: Mapped[int] = mapped_column(Int64, default=0)
+    tax_cents: Mapped[int] = mapped_column(Int64, default=0)
+    total_cents: Mapped[int] = mapped_column(Int64, default=0)
     # What settled the total: client credit used at issue, payments, credit notes.
-    credit_applied_cents: Mapped[int] = mapped_column(Integer, default=0)
-    paid_cents: Mapped[int] = mapped_column(Integer, default=0)
-    credited_cents: Mapped[int] = mapped_column(Integer, default=0)
+    credit_applied_cents: Mapped[int] = mapped_column(Int64, default=0)
+    paid_cents: Mapped[int] = mapped_column(Int64, default=0)
+    credited_cents: Mapped[int] = mapped_column(Int64, default=0)
     memo: Mapped[str] = mapped_column(Text, default="")
     # Who it was billed to, frozen at issue.
     bill_to: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -495,17 +496,17 @@ class InvoiceLine(Base):
     position: Mapped[int] = mapped_column(Integer, default=0)
     kind: Mapped[LineKind] = mapped_column(_enum(LineKind, "invoice_line_kind"), default=LineKind.ITEM)
     description: Mapped[str] = mapped_column(String(500))
-    quantity_e4: Mapped[int] = mapped_column(Integer, default=QUANTITY_SCALE)
-    unit_price_cents: Mapped[int] = mapped_column(Integer, default=0)
-    amount_cents: Mapped[int] = mapped_column(Integer, default=0)
+    quantity_e4: Mapped[int] = mapped_column(Int64, default=QUANTITY_SCALE)
+    unit_price_cents: Mapped[int] = mapped_column(Int64, default=0)
+    amount_cents: Mapped[int] = mapped_column(Int64, default=0)
     taxable: Mapped[bool] = mapped_column(Boolean, default=True)
     agreement_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     series: Mapped[int | None] = mapped_column(Integer, nullable=True)
     period_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     service_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     service_end: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
-    terms_quantity_e4: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    terms_unit_price_cents: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    terms_quantity_e4: Mapped[int | None] = mapped_column(Int64, nullable=True)
+    terms_unit_price_cents: Mapped[int | None] = mapped_column(Int64, nullable=True)
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
 
@@ -528,9 +529,9 @@ class Payment(Base):
     invoice_id: Mapped[int | None] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True, index=True)
     method: Mapped[PaymentMethod] = mapped_column(_enum(PaymentMethod, "payment_method"))
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Int64)
     # The part that paid the invoice; the rest became client credit.
-    applied_cents: Mapped[int] = mapped_column(Integer)
+    applied_cents: Mapped[int] = mapped_column(Int64)
     currency: Mapped[str] = mapped_column(String(3), default="USD")
     received_on: Mapped[dt.date] = mapped_column(Date, index=True)
     reference: Mapped[str] = mapped_column(String(100), default="")
@@ -552,7 +553,7 @@ class ClientCredit(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Int64)
     reason: Mapped[CreditReason] = mapped_column(_enum(CreditReason, "credit_reason"))
     invoice_id: Mapped[int | None] = mapped_column(
         ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True, index=True)
@@ -738,7 +739,7 @@ class ChargeAttempt(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
     mode: Mapped[ProcessorMode] = mapped_column(_enum(ProcessorMode, "processor_mode"))
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Int64)
     currency: Mapped[str] = mapped_column(String(3))
     customer_id: Mapped[str] = mapped_column(String(100))
     method_id: Mapped[str] = mapped_column(String(100))
@@ -816,7 +817,7 @@ class ChargeApproval(Base):
                                                    unique=True)
     agreement_id: Mapped[int | None] = mapped_column(ForeignKey("agreements.id", ondelete="CASCADE"), nullable=True)
     period_start: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Int64)
     actor: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -844,7 +845,7 @@ class Refund(Base):
     invoice_id: Mapped[int | None] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"), nullable=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="RESTRICT"), index=True)
     mode: Mapped[ProcessorMode] = mapped_column(_enum(ProcessorMode, "processor_mode"))
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    amount_cents: Mapped[int] = mapped_column(Int64)
     currency: Mapped[str] = mapped_column(String(3))
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
     refund_id: Mapped[str | None] = mapped_column(String(100), nullable=True, unique=True)
@@ -895,7 +896,7 @@ class CollectionSettings(Base):
     reminders_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     late_fee_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
     late_fee_kind: Mapped[LateFeeKind] = mapped_column(_enum(LateFeeKind, "late_fee_kind"), default=LateFeeKind.FLAT)
-    late_fee_flat_cents: Mapped[int] = mapped_column(Integer, default=0)
+    late_fee_flat_cents: Mapped[int] = mapped_column(Int64, default=0)
     late_fee_percent: Mapped[Decimal] = mapped_column(ExactDecimal, default=Decimal(0))
     late_fee_after_days: Mapped[int] = mapped_column(Integer, default=30)
     late_fee_repeat: Mapped[LateFeeRepeat] = mapped_column(_enum(LateFeeRepeat, "late_fee_repeat"),
@@ -903,7 +904,7 @@ class CollectionSettings(Base):
     late_fee_placement: Mapped[LateFeePlacement] = mapped_column(
         _enum(LateFeePlacement, "late_fee_placement"), default=LateFeePlacement.NEXT_INVOICE)
     # No fee on an overdue balance below this (0: any balance).
-    late_fee_min_balance_cents: Mapped[int] = mapped_column(Integer, default=0)
+    late_fee_min_balance_cents: Mapped[int] = mapped_column(Int64, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
@@ -940,7 +941,7 @@ class InvoiceReminder(Base):
     status: Mapped[str] = mapped_column(String(20), default="queued")
     outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id", ondelete="SET NULL"), nullable=True)
     sent_to: Mapped[str] = mapped_column(String(EMAILS_MAX), default="")
-    balance_cents: Mapped[int] = mapped_column(Integer, default=0)
+    balance_cents: Mapped[int] = mapped_column(Int64, default=0)
     actor: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -961,8 +962,8 @@ class LateFee(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=1)
     assessed_on: Mapped[dt.date] = mapped_column(Date)
     days_overdue: Mapped[int] = mapped_column(Integer)
-    basis_cents: Mapped[int] = mapped_column(Integer)     # the overdue balance it was worked out on
-    amount_cents: Mapped[int] = mapped_column(Integer)
+    basis_cents: Mapped[int] = mapped_column(Int64)     # the overdue balance it was worked out on
+    amount_cents: Mapped[int] = mapped_column(Int64)
     currency: Mapped[str] = mapped_column(String(3))
     description: Mapped[str] = mapped_column(String(500))
     placement: Mapped[LateFeePlacement] = mapped_column(_enum(LateFeePlacement, "late_fee_placement"))
@@ -984,3 +985,21 @@ class LateFee(Base):
         if self.waived_at is not None:
             return "waived"
         return "billed" if self.billed_invoice_id is not None else "pending"
+
+
+# --- a move of the office to another database (mspbill.db.moves) --------------------
+
+
+class DatabaseMove(Base):
+    """This database's office was copied elsewhere and moved there (`mspbill db copy`): what is left here
+    is the copy left behind, refused when opened until it is reclaimed.  Never copied to the target."""
+
+    __tablename__ = "database_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    moved_to: Mapped[str] = mapped_column(String(1000))  # as shown: postgresql://user@host:port/db or a path
+    moved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(255), default="")
+    reclaimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reclaimed_by: Mapped[str] = mapped_column(String(100), default="")

@@ -8,6 +8,7 @@ by a backup.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sqlite3
 from pathlib import Path
@@ -19,7 +20,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from mspbill.db.engine import Database
+from mspbill.db.engine import PG_LOCK_TIMEOUT_MS, PG_WRITE_LOCK_KEY, Database
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,41 @@ class DatabaseTooNewError(DatabaseOpenError):
 
 class NotAnMspbillDatabaseError(DatabaseOpenError):
     pass
+
+
+class DatabaseServerError(DatabaseOpenError):
+    """The database server cannot be reached, refuses the credentials, or lacks the database."""
+
+
+class DatabaseMovedError(DatabaseOpenError):
+    """The office was moved to another database (`mspbill db copy`): this one is the copy left behind.
+
+    `moved_to` is where it went, as shown (postgresql://user@host:port/db or a file's path; no password),
+    `moved_at` when (UTC).  The message says both and how to work there, or to reclaim this one
+    (mspbill.db.moves)."""
+
+    def __init__(self, message: str, moved_to: str, moved_at: dt.datetime, url: str = ""):
+        super().__init__(message)
+        self.moved_to = moved_to
+        self.moved_at = moved_at
+        self.url = url  # this database (may carry a password: never show it; mspbill.db.server.shown)
+
+
+def check_server(db: Database) -> None:
+    """Connect once to a database server, so that the first problem is said plainly."""
+    from sqlalchemy import text
+
+    from mspbill.db.server import explain
+
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        sentence = explain(exc, db.url)
+        if sentence is None:
+            raise DatabaseServerError(f"mspbill cannot open the database {db.describe()}: "
+                                      f"{getattr(exc, 'orig', None) or exc}") from exc
+        raise DatabaseServerError(sentence) from exc
 
 
 def alembic_config(db: Database) -> Config:
@@ -211,17 +247,33 @@ def upgrade(db: Database, backup_dir: Path | None) -> str | None:
     cfg = alembic_config(db)
     try:
         with db.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Two workstations opening a shared database after an update: one migrates, the other
+                # waits for it (the writers' lock) and then finds nothing left to do.
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {PG_LOCK_TIMEOUT_MS}")
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK_KEY})")
+                if MigrationContext.configure(conn).get_current_revision() == head:
+                    return None
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     except SQLAlchemyError as exc:
+        from mspbill.db.server import explain
+
         hint = f" A backup taken just before is at {backup}." if backup else ""
+        sentence = explain(exc, db.url)
+        if sentence is not None:  # a server: busy (another workstation), gone, or no right to change tables
+            raise DatabaseServerError(f"The database was not brought up to date: {sentence}") from exc
         raise DatabaseOpenError(f"Updating the database failed and was rolled back: {exc}.{hint}") from exc
     log.info("database migrated from %s to %s", rev, head)
     return str(backup) if backup else None
 
 
-def open_database(url: str, backup_dir: Path | None, *, migrate: bool = True) -> Database:
-    """Check, back up and migrate; the one way the app and CLI open their data."""
+def open_database(url: str, backup_dir: Path | None, *, migrate: bool = True,
+                  moved_ok: bool = False) -> Database:
+    """Check, back up and migrate; the one way the app and CLI open their data.
+
+    A database the office was moved away from is refused with DatabaseMovedError (after migrating: the
+    marker's table must exist) unless `moved_ok` (mspbill.db.moves.reclaim)."""
     db = Database(url)
     path = db.sqlite_path
     if path is not None:
@@ -232,6 +284,8 @@ def open_database(url: str, backup_dir: Path | None, *, migrate: bool = True) ->
             # Before the engine's first connection, which would switch the file to WAL.
             refuse_unusable(*peek_sqlite_revision(path), str(path))
     try:
+        if path is None and not db.is_sqlite:
+            check_server(db)
         if migrate:
             upgrade(db, backup_dir)
         else:
@@ -239,6 +293,10 @@ def open_database(url: str, backup_dir: Path | None, *, migrate: bool = True) ->
             if rev != head_revision():
                 raise DatabaseOpenError(
                     f"The database is at schema {rev or 'none'}, not {head_revision()}; run `mspbill db upgrade`.")
+        if not moved_ok:
+            from mspbill.db.moves import refuse_if_moved
+
+            refuse_if_moved(db)
     except BaseException:
         db.dispose()
         raise

@@ -852,7 +852,9 @@ class SandboxGateway:
     def _customer_row(conn: sqlite3.Connection, customer_id: str, *, live: bool) -> sqlite3.Row:
         row: sqlite3.Row | None = conn.execute("SELECT * FROM customers WHERE id = ?", (customer_id,)).fetchone()
         if row is None:
-            raise NotFound(f"No such customer: {customer_id!r} (in the sandbox processor).")
+            raise NotFound(f"No such customer: {customer_id!r} (in the sandbox processor). The sandbox keeps its "
+                           "customers in this computer's data folder: in an office shared on a server, run sandbox "
+                           "charges from the computer that set them up, or use Stripe's test mode.")
         if live and row["deleted"]:
             raise NotFound(f"The customer {customer_id} was deleted at the processor (as in the Stripe Dashboard), "
                            "so it cannot be used any more. Link or create the client's customer again.")

@@ -185,7 +185,10 @@ def upgrade() -> None:
         batch_op.create_unique_constraint(batch_op.f('uq_payments_processor_intent_id'), ['processor_intent_id'])
         # A new payment method (bank debit through the processor): replace the CHECK by name.
         batch_op.drop_constraint(batch_op.f('ck_payments_payment_method'), type_='check')
-        batch_op.alter_column('method', existing_type=_methods(OLD_METHODS), type_=sa.String(length=20),
+        # On PostgreSQL, Alembic drops an Enum's own CHECK with the type change; it is dropped by name
+        # just above, so there the old type is given as the plain string it is stored as.
+        old_type = _methods(OLD_METHODS) if op.get_bind().dialect.name == 'sqlite' else sa.String(length=20)
+        batch_op.alter_column('method', existing_type=old_type, type_=sa.String(length=20),
                               existing_nullable=False)
         batch_op.create_check_constraint('payment_method', sa.column('method').in_(NEW_METHODS))
 
